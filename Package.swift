@@ -1,0 +1,139 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Dependencies are kept lean on purpose: every package here is rebuilt from a
+// fresh clone by CI on a 2-core machine.
+let package = Package(
+    name: "ferrymail",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ferrymail", targets: ["ferrymail"]),
+        .library(name: "IMAPCodec", targets: ["IMAPCodec"]),
+        .library(name: "IMAPClient", targets: ["IMAPClient"]),
+        .library(name: "Maildir", targets: ["Maildir"]),
+        .library(name: "SyncState", targets: ["SyncState"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .target(
+            name: "IMAPCodec",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // SHA-256 from the system libcrypto (libssl-dev): NIOSSL already compiles one
+        // BoringSSL; swift-crypto would compile a second one on every CI run.
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto"),
+        .target(name: "Digest", dependencies: ["CLibCrypto"]),
+        .target(
+            name: "IMAPClient",
+            dependencies: [
+                "IMAPCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                "Digest",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Maildir",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "SyncState",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .target(
+            name: "Configuration",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        // The engine core knows only the MailStore contract and the state; concrete
+        // stores live in MailStores so the reconciler and executor build and test
+        // without NIO or the filesystem store.
+        .target(
+            name: "SyncEngine",
+            dependencies: ["SyncState", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "MailStores",
+            dependencies: [
+                "SyncEngine", "IMAPClient", "Maildir", "SyncState", "Configuration",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "ferrymail",
+            dependencies: [
+                "IMAPClient", "Maildir", "SyncState", "Configuration", "SyncEngine", "MailStores",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "ferrymail-bench",
+            dependencies: ["IMAPCodec", "IMAPClient", "Maildir", "SyncState", "TestSupport"]
+        ),
+        .executableTarget(
+            name: "ferrymail-demo",
+            dependencies: [
+                "IMAPClient", "Maildir", "SyncState", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "IMAPParserFuzz",
+            dependencies: ["IMAPCodec"],
+            path: "Fuzz/IMAPParserFuzz"
+        ),
+        .target(
+            name: "TestSupport",
+            dependencies: [],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(
+            name: "IMAPCodecTests",
+            dependencies: ["IMAPCodec", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "IMAPClientTests",
+            dependencies: [
+                "IMAPClient", "IMAPCodec", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "MaildirTests",
+            dependencies: [
+                "Maildir", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "ConfigurationTests",
+            dependencies: ["Configuration"]
+        ),
+        .testTarget(
+            name: "SyncEngineTests",
+            dependencies: ["SyncEngine", "SyncState", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "SyncStateTests",
+            dependencies: ["SyncState", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
+

@@ -1,0 +1,98 @@
+import Configuration
+import IMAPClient
+import Logging
+import Maildir
+import SyncEngine
+
+/// The stores and engine options for one configured account: the glue
+/// between `AccountConfiguration` and `SyncEngine`.
+public struct AccountStores: Sendable {
+    /// Opens one IMAP connection per call.
+    public let far: StoreFactory
+    /// A Maildir handle per call (cheap: one open root directory).
+    public let near: StoreFactory
+    public let options: SyncOptions
+
+    /// - Parameters:
+    ///   - secret: the password or token, already resolved by the caller.
+    ///   - connectionsPerAccount: `[general] connections_per_account`; the
+    ///     engine syncs that many mailbox pairs at once, each on its own
+    ///     connection.
+    public init(account: AccountConfiguration, secret: String, connectionsPerAccount: Int = 1,
+                direction: SyncDirection = .both, dryRun: Bool = false, allowMassDelete: Bool = false,
+                wireTrace: Bool = false, logger: Logger = Logger(label: "ferrymail")) {
+        let imap = IMAPConfiguration(account: account, secret: secret, wireTrace: wireTrace, logger: logger)
+        let name = account.name
+        let filter = account.folders
+        let names = account.folderNames
+        let layout: MaildirLayout = account.layout == .nested ? .nested : .maildirPlusPlus
+        let encoding: FolderNameEncoding = account.folderNameEncoding == .modifiedUTF7 ? .modifiedUTF7 : .utf8
+        let root = account.maildir
+        let toNew = account.newMailDelivery == .new
+
+        far = {
+            let store = try await IMAPStore.open(configuration: imap, account: name, logger: logger)
+            return FilteredStore(store) { filter.includes($0.name, delimiter: $0.delimiter) }
+        }
+        near = {
+            let store = try MaildirMailStore(root: root, layout: layout, folderNameEncoding: encoding,
+                                             deliversUnseenToNew: toNew, account: name, logger: logger)
+            // Local folders are filtered by the server name they would get,
+            // so an excluded mailbox is not created on the server either.
+            return FilteredStore(store) { filter.includes(names.serverName(forLocalName: $0.name), delimiter: "/") }
+        }
+
+        var byRole: [SpecialUse: String] = [:]
+        for (role, local) in names.specialUse { byRole[SpecialUse(rawValue: role.attribute)] = local }
+        let policy: ExpungePolicy = switch account.policy.deletions {
+        case .propagate: .propagate
+        case .keepLocal: .keepLocal
+        case .trash: .trash
+        }
+        options = SyncOptions(
+            direction: direction, dryRun: dryRun, expungePolicy: policy,
+            massDeletion: MassDeletionGuard(share: account.policy.massDeleteThreshold,
+                                            minimumMessages: SyncPolicy.massDeleteGuardMinimumMessages, allow: allowMassDelete),
+            maxConcurrentMailboxes: connectionsPerAccount,
+            mapping: MailboxMapping(nearNamesByRole: byRole, nearDelimiter: "/"))
+    }
+}
+
+/// Hides the mailboxes an account's `folders` filter excludes; everything
+/// else passes through unchanged.
+public struct FilteredStore: MailStore {
+    public let inner: any MailStore
+    private let includes: @Sendable (MailboxInfo) -> Bool
+
+    public init(_ inner: any MailStore, includes: @escaping @Sendable (MailboxInfo) -> Bool) {
+        self.inner = inner
+        self.includes = includes
+    }
+
+    public var capabilities: StoreCapabilities { inner.capabilities }
+
+    public func listMailboxes() async throws -> [MailboxInfo] {
+        try await inner.listMailboxes().filter(includes)
+    }
+    public func createMailbox(_ name: String, role: SpecialUse?) async throws { try await inner.createMailbox(name, role: role) }
+    public func deleteMailbox(_ name: String) async throws { try await inner.deleteMailbox(name) }
+    public func select(_ mailbox: String) async throws -> MailboxStatus { try await inner.select(mailbox) }
+    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
+        try await inner.messages(in: mailbox, changedSince: watermark)
+    }
+    public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
+        try await inner.messageIds(for: keys, in: mailbox)
+    }
+    public func fetch(_ keys: [MessageKey], in mailbox: String, into sink: any MessageSink) async throws {
+        try await inner.fetch(keys, in: mailbox, into: sink)
+    }
+    public func beginAppend(to mailbox: String, _ envelope: AppendEnvelope) async throws -> any AppendWriter {
+        try await inner.beginAppend(to: mailbox, envelope)
+    }
+    public func setFlags(_ changes: [FlagChange], in mailbox: String) async throws { try await inner.setFlags(changes, in: mailbox) }
+    public func expunge(_ keys: [MessageKey], in mailbox: String) async throws { try await inner.expunge(keys, in: mailbox) }
+    public func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey] {
+        try await inner.move(keys, from: source, to: destination)
+    }
+    public func close() async { await inner.close() }
+}

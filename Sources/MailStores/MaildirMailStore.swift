@@ -1,0 +1,380 @@
+import Foundation
+import Logging
+import Maildir
+import SyncEngine
+import SyncState
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The near side: a `MailStore` over a Maildir tree, keyed by base name
+/// (the file name before `:2,`), which survives flag changes, `new/`→`cur/`
+/// and moves between folders.
+///
+/// Folder names are the engine's IMAP-style names with `/` as delimiter;
+/// the Maildir module maps them to the configured layout and encoding.
+///
+/// Decisions:
+/// - **Unchanged folders** are recognised by `scanToken()` (two `stat`s of
+///   `cur/` and `new/`, one of `dovecot-keywords`), reported by LIST and
+///   SELECT; a token taken within the directories' mtime granularity is made
+///   unique so it never proves "unchanged" (see `ScanToken.isSettled`).
+/// - **Listings** come from `readdir` plus one `stat` per file for the
+///   internal date (the file's mtime, which a download sets to the server's
+///   INTERNALDATE). The date is what lets an upload keep its arrival date and
+///   lets the engine find an upload again without UIDPLUS, or an interrupted
+///   download, when the message has no Message-ID; it is only paid for
+///   folders whose scan token changed.
+/// - **Durability**: a delivered file is fsynced before its rename, and the
+///   directory is fsynced before `finish()` returns, because the engine
+///   records the pair right after the batch and the protocol has no later
+///   hook: a rename lost in a crash after that would read as a local
+///   deletion and delete the server's copy. Flag renames are not fsynced
+///   (a lost one is redone by the next sync); expunges and moves fsync the
+///   directories once per call.
+/// - **Transfer ids** are not kept: `MessageDelivery` owns the unique part
+///   of the name, and an interrupted download is found again by Message-ID,
+///   size and mtime (= INTERNALDATE) instead.
+/// - The Maildir `P` (passed) flag has no IMAP equivalent: it is neither
+///   reported nor removed by flag changes.
+public actor MaildirMailStore: MailStore {
+    public nonisolated let capabilities = StoreCapabilities(keyKind: .name, move: true, keysSurviveMove: true, keywords: true)
+    public nonisolated let account: String
+    public nonisolated let maildir: MaildirStore
+    /// Unseen downloads go to `new/` (`new_mail_to = new`), else to `cur/`.
+    public nonisolated let deliversUnseenToNew: Bool
+    private var folders: [String: MaildirFolder] = [:]
+    /// File names from the last scan, so finding a message costs one `stat`.
+    private var hints: [String: [String: String]] = [:]
+
+    public init(root: String, layout: MaildirLayout = .maildirPlusPlus, folderNameEncoding: FolderNameEncoding = .utf8,
+                deliversUnseenToNew: Bool = false, account: String, logger: Logger = Logger(label: "ferrymail.maildir")) throws {
+        self.account = account
+        self.deliversUnseenToNew = deliversUnseenToNew
+        do {
+            maildir = try MaildirStore(root: root, layout: layout, folderNameEncoding: folderNameEncoding, logger: logger)
+        } catch {
+            throw MailStoreError.maildir(account: account, mailbox: nil, operation: "opening \(root)", cause: "\(error)")
+        }
+    }
+
+    // MARK: - Mailboxes
+
+    public func listMailboxes() async throws -> [MailboxInfo] {
+        try run(nil, "listing folders") {
+            try maildir.listFolders().map { listing in
+                let folder = try self.folder(listing.name)
+                return MailboxInfo(name: listing.name, role: nil, delimiter: "/", selectable: true,
+                                   status: MailboxStatus(scanToken: Self.text(try folder.scanToken())))
+            }
+        }
+    }
+
+    public func createMailbox(_ name: String, role: SpecialUse?) async throws {
+        try run(name, "creating folder") { _ = try self.folder(name, create: true) }
+    }
+
+    /// Removes the folder's messages, then the folder. Files that are not
+    /// messages (foreign files, subdirectories) make `deleteFolder` refuse,
+    /// so nothing but mail is ever deleted.
+    public func deleteMailbox(_ name: String) async throws {
+        try run(name, "deleting folder") {
+            let folder: MaildirFolder
+            do { folder = try self.folder(name) } catch MaildirError.folderNotFound { return }
+            for entry in try folder.scan().entries {
+                do { try folder.remove(baseName: entry.baseName, hint: entry.fileName, syncDirectory: false) } catch MaildirError.messageNotFound {}
+            }
+            try folder.syncDirectories()
+            folders[name] = nil
+            hints[name] = nil
+            try maildir.deleteFolder(named: name)
+        }
+    }
+
+    public func select(_ mailbox: String) async throws -> MailboxStatus {
+        try run(mailbox, "reading folder status") {
+            MailboxStatus(scanToken: Self.text(try self.folder(mailbox).scanToken()))
+        }
+    }
+
+    // MARK: - Listing messages
+
+    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
+        try run(mailbox, "scanning folder") {
+            let folder = try self.folder(mailbox)
+            let scan = try folder.scan()
+            var names: [String: String] = [:]
+            names.reserveCapacity(scan.entries.count)
+            var messages: [MessageInfo] = []
+            messages.reserveCapacity(scan.entries.count)
+            for entry in scan.entries {
+                let path = folder.path + "/" + entry.relativePath
+                var st = stat()
+                // Renamed or removed since the readdir by another program: it
+                // shows up in the next scan.
+                guard lstat(path, &st) == 0 else { continue }
+                let base = entry.baseName
+                names[base] = entry.fileName
+                messages.append(MessageInfo(key: .name(base), flags: Self.syncFlags(entry.flags),
+                                            size: Int64(entry.size ?? Int(st.st_size)), internalDate: Int64(st.st_mtim.tv_sec)))
+            }
+            hints[mailbox] = names
+            return .full(messages)
+        }
+    }
+
+    /// Reads only each file's header section (up to the blank line).
+    public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
+        try run(mailbox, "reading Message-IDs") {
+            let folder = try self.folder(mailbox)
+            var result: [MessageKey: String] = [:]
+            for key in keys {
+                let base = try self.baseName(key, mailbox)
+                guard let opened = try self.open(base, in: folder, mailbox) else { continue }
+                defer { try? opened.fileHandle.close() }
+                var header: [UInt8] = []
+                while header.count < Self.maximumHeader {
+                    guard let data = try opened.fileHandle.read(upToCount: 8192), !data.isEmpty else { break }
+                    header += data
+                    if Self.containsBlankLine(header) { break }
+                }
+                if let id = HeaderFields.value(of: "Message-ID", in: header) { result[key] = id }
+            }
+            return result
+        }
+    }
+
+    private static let maximumHeader = 256 * 1024
+    private static let chunkSize = 64 * 1024
+
+    private static func containsBlankLine(_ bytes: [UInt8]) -> Bool {
+        var previous: UInt8 = 0, beforePrevious: UInt8 = 0
+        for byte in bytes {
+            if byte == UInt8(ascii: "\n") && (previous == UInt8(ascii: "\n") || (previous == UInt8(ascii: "\r") && beforePrevious == UInt8(ascii: "\n"))) {
+                return true
+            }
+            beforePrevious = previous
+            previous = byte
+        }
+        return false
+    }
+
+    // MARK: - Bodies
+
+    /// Streams each file in 64 KB chunks; the whole message is never in memory.
+    public func fetch(_ keys: [MessageKey], in mailbox: String, into sink: any MessageSink) async throws {
+        let folder = try run(mailbox, "opening folder") { try self.folder(mailbox) }
+        for key in keys {
+            let base = try baseName(key, mailbox)
+            guard let opened = try run(mailbox, "opening message", { try self.open(base, in: folder, mailbox) }) else { continue }
+            defer { try? opened.fileHandle.close() }
+            try await sink.begin(key, size: Int64(opened.size))
+            var remaining = opened.size
+            while remaining > 0 {
+                let data = try run(mailbox, "reading message \(base)") {
+                    try opened.fileHandle.read(upToCount: min(Self.chunkSize, remaining))
+                }
+                guard let data, !data.isEmpty else {
+                    throw MailStoreError.maildir(account: account, mailbox: mailbox, operation: "reading message \(base)",
+                                                 cause: "file ended \(remaining) bytes early (truncated by another program)")
+                }
+                remaining -= data.count
+                try await sink.write(Array(data))
+            }
+            try await sink.end()
+        }
+    }
+
+    public func beginAppend(to mailbox: String, _ envelope: AppendEnvelope) async throws -> any AppendWriter {
+        try run(mailbox, "starting delivery") {
+            let delivery = try self.folder(mailbox).beginDelivery()
+            let toNew = deliversUnseenToNew && !envelope.flags.contains("\\Seen")
+            return MaildirAppendWriter(account: account, mailbox: mailbox, delivery: delivery, size: envelope.size,
+                                       flags: Self.maildirFlags(envelope.flags), internalDate: envelope.internalDate, toNew: toNew)
+        }
+    }
+
+    // MARK: - Changing messages
+
+    public func setFlags(_ changes: [FlagChange], in mailbox: String) async throws {
+        try run(mailbox, "changing flags") {
+            let folder = try self.folder(mailbox)
+            for change in changes {
+                for key in change.keys {
+                    let base = try self.baseName(key, mailbox)
+                    guard let current = try folder.find(baseName: base, hint: hints[mailbox]?[base]) else { continue }
+                    let wanted = SyncState.MessageFlags(Self.syncFlags(current.flags).names.filter { !change.remove.contains($0) } + change.add.names)
+                    var flags = Self.maildirFlags(wanted)
+                    if current.flags.system.contains(.passed) { flags.system.insert(.passed) }
+                    do {
+                        let entry = try folder.setFlags(baseName: base, flags: flags, hint: current.fileName)
+                        hints[mailbox, default: [:]][base] = entry.fileName
+                    } catch MaildirError.messageNotFound {
+                        continue
+                    }
+                }
+            }
+        }
+    }
+
+    public func expunge(_ keys: [MessageKey], in mailbox: String) async throws {
+        try run(mailbox, "removing messages") {
+            let folder = try self.folder(mailbox)
+            for key in keys {
+                let base = try self.baseName(key, mailbox)
+                do {
+                    try folder.remove(baseName: base, hint: hints[mailbox]?[base], syncDirectory: false)
+                } catch MaildirError.messageNotFound {
+                    continue
+                }
+                hints[mailbox]?[base] = nil
+            }
+            try folder.syncDirectories()
+        }
+    }
+
+    public func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey] {
+        try run(source, "moving messages to \(destination)") {
+            let from = try self.folder(source), to = try self.folder(destination)
+            var moved: [MessageKey: MessageKey] = [:]
+            for key in keys {
+                let base = try self.baseName(key, source)
+                do {
+                    let entry = try from.move(baseName: base, to: to, hint: hints[source]?[base], syncDirectory: false)
+                    hints[source]?[base] = nil
+                    hints[destination, default: [:]][base] = entry.fileName
+                    moved[key] = key
+                } catch MaildirError.messageNotFound {
+                    continue
+                }
+            }
+            try to.syncDirectories()
+            try from.syncDirectories()
+            return moved
+        }
+    }
+
+    public func close() async {}
+
+    // MARK: - Flags
+
+    /// Maildir flags as the sync state spells them (IMAP names, keywords as is).
+    static func syncFlags(_ flags: Maildir.MessageFlags) -> SyncState.MessageFlags {
+        let system = SystemFlags.imapNames.filter { flags.system.contains($0.0) }.map(\.1)
+        return SyncState.MessageFlags(system + flags.keywords)
+    }
+
+    static func maildirFlags(_ flags: SyncState.MessageFlags) -> Maildir.MessageFlags {
+        var system: SystemFlags = []
+        var keywords: [String] = []
+        for name in FlagMerge.normalized(flags).names {
+            if let flag = SystemFlags.imapNames.first(where: { $0.1 == name })?.0 {
+                system.insert(flag)
+            } else if !FlagMerge.isSystemFlag(name) {
+                keywords.append(name)
+            }
+        }
+        return Maildir.MessageFlags(system: system, keywords: keywords)
+    }
+
+    // MARK: - Plumbing
+
+    private func folder(_ name: String, create: Bool = false) throws -> MaildirFolder {
+        if let folder = folders[name] { return folder }
+        let folder = try maildir.folder(named: name, create: create)
+        folders[name] = folder
+        return folder
+    }
+
+    private func open(_ base: String, in folder: MaildirFolder, _ mailbox: String) throws -> OpenedMessage? {
+        do {
+            return try folder.openMessage(baseName: base, hint: hints[mailbox]?[base])
+        } catch MaildirError.messageNotFound {
+            return nil
+        }
+    }
+
+    private nonisolated func baseName(_ key: MessageKey, _ mailbox: String) throws -> String {
+        guard case .name(let name) = key else { throw MailStoreError.wrongKeyKind(account: account, mailbox: mailbox, key: key) }
+        return name
+    }
+
+    /// A token that is unique when it was taken too soon after the last
+    /// change to prove anything (directory mtimes are coarse).
+    static func text(_ token: ScanToken) -> String {
+        func stamp(_ s: FileStamp?) -> String { s.map { "\($0.inode).\($0.seconds).\($0.nanoseconds)" } ?? "-" }
+        var text = "c=\(stamp(token.cur));n=\(stamp(token.new));k=\(stamp(token.keywords))"
+        if !token.isSettled { text += ";unsettled=\(token.takenAt)" }
+        return text
+    }
+
+    private func run<T>(_ mailbox: String?, _ operation: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as MailStoreError {
+            throw error
+        } catch {
+            throw MailStoreError.maildir(account: account, mailbox: mailbox, operation: operation, cause: "\(error)")
+        }
+    }
+}
+
+/// One delivery into `tmp/`, renamed into place by `finish()`.
+actor MaildirAppendWriter: AppendWriter {
+    private let account: String
+    private let mailbox: String
+    private let delivery: MessageDelivery
+    private let size: Int64
+    private let flags: Maildir.MessageFlags
+    private let internalDate: Int64?
+    private let toNew: Bool
+    private var written: Int64 = 0
+    private var done = false
+
+    init(account: String, mailbox: String, delivery: MessageDelivery, size: Int64, flags: Maildir.MessageFlags,
+         internalDate: Int64?, toNew: Bool) {
+        self.account = account
+        self.mailbox = mailbox
+        self.delivery = delivery
+        self.size = size
+        self.flags = flags
+        self.internalDate = internalDate
+        self.toNew = toNew
+    }
+
+    func write(_ chunk: [UInt8]) async throws {
+        guard !done else { throw MailStoreError.appendFinished(account: account, mailbox: mailbox) }
+        guard written + Int64(chunk.count) <= size else {
+            await cancel()
+            throw MailStoreError.appendSizeMismatch(account: account, mailbox: mailbox, announced: size, received: written + Int64(chunk.count))
+        }
+        do {
+            try delivery.write(chunk)
+        } catch {
+            await cancel()
+            throw MailStoreError.maildir(account: account, mailbox: mailbox, operation: "writing delivery", cause: "\(error)")
+        }
+        written += Int64(chunk.count)
+    }
+
+    func finish() async throws -> MessageKey? {
+        guard !done else { throw MailStoreError.appendFinished(account: account, mailbox: mailbox) }
+        guard written == size else {
+            await cancel()
+            throw MailStoreError.appendSizeMismatch(account: account, mailbox: mailbox, announced: size, received: written)
+        }
+        done = true
+        do {
+            let entry = try delivery.commit(flags: flags, internalDate: internalDate.map { Date(timeIntervalSince1970: TimeInterval($0)) },
+                                            toNew: toNew, syncDirectory: true)
+            return .name(entry.baseName)
+        } catch {
+            throw MailStoreError.maildir(account: account, mailbox: mailbox, operation: "committing delivery", cause: "\(error)")
+        }
+    }
+
+    func cancel() async {
+        done = true
+        delivery.abort()
+    }
+}

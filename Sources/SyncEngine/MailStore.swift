@@ -1,0 +1,314 @@
+import SyncState
+
+// The store contract, after isync's `driver.h`: one protocol that an IMAP
+// account, a Maildir tree, an archive or an in-memory test store implement,
+// so that the engine above it is the same code in every direction.
+//
+// Every call names its mailbox explicitly instead of relying on a "selected"
+// mailbox: a stateful store (IMAP) re-selects when needed, and the engine can
+// hand one connection to several mailbox pairs in turn.
+
+/// How a store identifies a message inside one of its mailboxes.
+///
+/// The far (IMAP) side uses UIDs, which are valid only within one
+/// UIDVALIDITY and change when a message is moved to another mailbox. The
+/// near (Maildir) side uses the file's base name (the part before `:2,`),
+/// which survives flag changes, the `new/`→`cur/` move and moves between
+/// folders. The engine treats keys as opaque and maps them to the sync state's
+/// `farUid` / `nearName` columns in one place (`StateColumns`).
+public enum MessageKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    case uid(UInt32)
+    case name(String)
+
+    public var description: String {
+        switch self {
+        case .uid(let uid): "UID \(uid)"
+        case .name(let name): "name \(name)"
+        }
+    }
+
+    public static func < (lhs: MessageKey, rhs: MessageKey) -> Bool {
+        switch (lhs, rhs) {
+        case let (.uid(a), .uid(b)): a < b
+        case let (.name(a), .name(b)): a.utf8.lexicographicallyPrecedes(b.utf8)
+        case (.uid, .name): true
+        case (.name, .uid): false
+        }
+    }
+}
+
+/// Which kind of `MessageKey` a store hands out.
+public enum MessageKeyKind: Sendable, Hashable {
+    case uid
+    case name
+}
+
+/// RFC 6154 special-use attribute of a mailbox.
+public struct SpecialUse: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let all = SpecialUse(rawValue: "\\All")
+    public static let archive = SpecialUse(rawValue: "\\Archive")
+    public static let drafts = SpecialUse(rawValue: "\\Drafts")
+    public static let flagged = SpecialUse(rawValue: "\\Flagged")
+    public static let junk = SpecialUse(rawValue: "\\Junk")
+    public static let sent = SpecialUse(rawValue: "\\Sent")
+    public static let trash = SpecialUse(rawValue: "\\Trash")
+}
+
+/// What a store can do beyond the required minimum. The engine falls back
+/// where a capability is missing instead of failing.
+public struct StoreCapabilities: Sendable, Hashable {
+    /// The kind of key the store's messages carry.
+    public var keyKind: MessageKeyKind
+    /// `move(_:from:to:)` is available (IMAP MOVE, RFC 6851; a Maildir
+    /// rename). Without it the engine copies within the store, then expunges.
+    public var move: Bool
+    /// A message keeps its key when moved to another mailbox (Maildir base
+    /// names do, IMAP UIDs do not). Moves made by the user on such a side are
+    /// recognised by key; on the other side by Message-ID and size.
+    public var keysSurviveMove: Bool
+    /// The store can hold keywords (IMAP `PERMANENTFLAGS` with `\*`, Maildir
+    /// with a keyword table). A side without them never loses keywords
+    /// because of it: the engine treats its missing keywords as unchanged.
+    public var keywords: Bool
+
+    public init(keyKind: MessageKeyKind, move: Bool, keysSurviveMove: Bool, keywords: Bool) {
+        self.keyKind = keyKind
+        self.move = move
+        self.keysSurviveMove = keysSurviveMove
+        self.keywords = keywords
+    }
+}
+
+/// Cheap status of a mailbox, as STATUS / LIST-STATUS / SELECT report it on
+/// IMAP, or a directory scan's summary on Maildir.
+public struct MailboxStatus: Sendable, Hashable {
+    /// nil for stores whose keys are never invalidated wholesale (Maildir).
+    public var uidValidity: UInt32?
+    public var uidNext: UInt32?
+    /// nil without CONDSTORE; then flag changes cannot be detected cheaply
+    /// and the mailbox is never skipped.
+    public var highestModSeq: Int64?
+    public var messageCount: Int?
+    /// Opaque summary (e.g. directory mtimes and inodes) that changes
+    /// whenever the mailbox content or flags change.
+    public var scanToken: String?
+
+    public init(uidValidity: UInt32? = nil, uidNext: UInt32? = nil, highestModSeq: Int64? = nil,
+                messageCount: Int? = nil, scanToken: String? = nil) {
+        self.uidValidity = uidValidity
+        self.uidNext = uidNext
+        self.highestModSeq = highestModSeq
+        self.messageCount = messageCount
+        self.scanToken = scanToken
+    }
+
+    /// The watermark that, once committed, lets the next run ask only for
+    /// what changed after this status was taken.
+    public var watermark: SyncWatermark {
+        SyncWatermark(uidValidity: uidValidity, uidNext: uidNext, highestModSeq: highestModSeq, scanToken: scanToken)
+    }
+}
+
+/// Where the last complete sync of one side of a mailbox left off.
+public struct SyncWatermark: Sendable, Hashable {
+    public var uidValidity: UInt32?
+    public var uidNext: UInt32?
+    public var highestModSeq: Int64?
+    public var scanToken: String?
+
+    public init(uidValidity: UInt32? = nil, uidNext: UInt32? = nil, highestModSeq: Int64? = nil, scanToken: String? = nil) {
+        self.uidValidity = uidValidity
+        self.uidNext = uidNext
+        self.highestModSeq = highestModSeq
+        self.scanToken = scanToken
+    }
+
+    /// True when `status` proves nothing changed since this watermark, so the
+    /// mailbox can be skipped without SELECT or a scan.
+    ///
+    /// UIDNEXT alone proves nothing (flags change without it moving), so an
+    /// IMAP mailbox qualifies only with CONDSTORE's HIGHESTMODSEQ; a scanned
+    /// store qualifies with an equal scan token.
+    public func provesUnchanged(_ status: MailboxStatus) -> Bool {
+        guard status.uidValidity == uidValidity else { return false }
+        if let modSeq = highestModSeq, status.highestModSeq == modSeq, status.uidNext == uidNext {
+            return true
+        }
+        if let token = scanToken, status.scanToken == token {
+            return true
+        }
+        return false
+    }
+}
+
+/// A mailbox as LIST reports it.
+public struct MailboxInfo: Sendable, Hashable {
+    public var name: String
+    public var role: SpecialUse?
+    /// The hierarchy delimiter; nil for a flat namespace.
+    public var delimiter: Character?
+    /// false for `\Noselect` / `\NonExistent` entries, which hold no messages.
+    public var selectable: Bool
+    /// Status when the store gets it cheaply with the listing (LIST-STATUS,
+    /// a Maildir scan token); enables the unchanged-mailbox fast path.
+    public var status: MailboxStatus?
+
+    public init(name: String, role: SpecialUse? = nil, delimiter: Character? = "/", selectable: Bool = true, status: MailboxStatus? = nil) {
+        self.name = name
+        self.role = role
+        self.delimiter = delimiter
+        self.selectable = selectable
+        self.status = status
+    }
+}
+
+/// One message's metadata: what the engine compares, never the body.
+public struct MessageInfo: Sendable, Hashable {
+    public var key: MessageKey
+    /// System flags (`\Seen`…) and keywords together. `\Recent` is never
+    /// synced: it belongs to one IMAP session.
+    public var flags: MessageFlags
+    /// RFC822.SIZE, exactly the number of bytes `fetch` delivers.
+    public var size: Int64
+    /// INTERNALDATE as unix seconds (Maildir: the file's mtime).
+    public var internalDate: Int64?
+    /// The Message-ID header, when the listing carried it; the engine asks
+    /// `messageIds(for:in:)` for the messages it needs to match.
+    public var messageId: String?
+    /// The engine's transfer id, for stores that keep it with a message the
+    /// engine appended (a Maildir puts it in the file name). IMAP stores
+    /// report nil: the engine never edits a message to carry it.
+    public var transferId: String?
+
+    public init(key: MessageKey, flags: MessageFlags = .none, size: Int64, internalDate: Int64? = nil,
+                messageId: String? = nil, transferId: String? = nil) {
+        self.key = key
+        self.flags = flags
+        self.size = size
+        self.internalDate = internalDate
+        self.messageId = messageId
+        self.transferId = transferId
+    }
+}
+
+/// What `messages(in:changedSince:)` found.
+public enum MessageListing: Sendable, Hashable {
+    /// Every message of the mailbox.
+    case full([MessageInfo])
+    /// Only what changed since the watermark (QRESYNC / CONDSTORE
+    /// `CHANGEDSINCE`): messages whose flags changed or that are new, and the
+    /// keys expunged. A message not mentioned still has the flags the sync
+    /// state recorded.
+    case delta(changed: [MessageInfo], vanished: [MessageKey])
+}
+
+/// One `UID STORE`: the same change applied to many messages. The engine
+/// groups its flag updates by identical change so a store issues one command
+/// per group.
+public struct FlagChange: Sendable, Hashable {
+    public var keys: [MessageKey]
+    public var add: MessageFlags
+    public var remove: MessageFlags
+
+    public init(keys: [MessageKey], add: MessageFlags, remove: MessageFlags) {
+        self.keys = keys
+        self.add = add
+        self.remove = remove
+    }
+}
+
+/// What the destination needs to know before the first byte of a message.
+public struct AppendEnvelope: Sendable, Hashable {
+    public var flags: MessageFlags
+    public var internalDate: Int64?
+    /// Exact byte count of the body to come (an IMAP literal announces it).
+    public var size: Int64
+    public var messageId: String?
+    /// The journal's id for this copy. A store may keep it with the message
+    /// (Maildir file name) and report it back in `MessageInfo.transferId`; it
+    /// must never be written into the message itself.
+    public var transferId: String
+
+    public init(flags: MessageFlags, internalDate: Int64?, size: Int64, messageId: String?, transferId: String) {
+        self.flags = flags
+        self.internalDate = internalDate
+        self.size = size
+        self.messageId = messageId
+        self.transferId = transferId
+    }
+}
+
+/// Receives message bodies from `fetch`, in chunks, one message at a time:
+/// `begin`, any number of `write`s, `end`. A store never buffers a whole
+/// message for the sink.
+public protocol MessageSink: Sendable {
+    func begin(_ key: MessageKey, size: Int64) async throws
+    func write(_ chunk: [UInt8]) async throws
+    func end() async throws
+}
+
+/// One message being appended, fed in chunks.
+public protocol AppendWriter: Sendable {
+    func write(_ chunk: [UInt8]) async throws
+    /// Completes the append. Returns the new message's key when the store
+    /// knows it (UIDPLUS APPENDUID, a Maildir name), nil otherwise; the
+    /// engine then finds the message again by Message-ID, size and date.
+    func finish() async throws -> MessageKey?
+    /// Abandons a partial append (the source failed mid-message).
+    func cancel() async
+}
+
+/// The contract between the engine and a concrete mail store.
+///
+/// Requirements every implementation keeps:
+/// - bodies are passed through byte for byte, never rewritten;
+/// - `setFlags`, `expunge` and `move` silently ignore keys that no longer
+///   exist (another client may have expunged them: that is not an error);
+/// - `fetch` silently skips keys that no longer exist;
+/// - errors are thrown as they happen; the engine records them per mailbox.
+public protocol MailStore: Sendable {
+    var capabilities: StoreCapabilities { get }
+
+    /// Every mailbox, with status where it comes cheaply.
+    func listMailboxes() async throws -> [MailboxInfo]
+    /// Creates a mailbox (with the special-use attribute when the store
+    /// supports CREATE-SPECIAL-USE). Creating an existing mailbox succeeds.
+    func createMailbox(_ name: String, role: SpecialUse?) async throws
+    /// Deletes a mailbox and its messages.
+    func deleteMailbox(_ name: String) async throws
+    /// Opens (SELECTs) a mailbox and returns its current status; taken
+    /// before listing, so a committed watermark never covers a change the
+    /// listing did not include.
+    func select(_ mailbox: String) async throws -> MailboxStatus
+    /// Lists messages: changes since `watermark` when the store can (and the
+    /// watermark is still valid), every message otherwise.
+    func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing
+    /// Message-IDs for the given keys (IMAP `BODY.PEEK[HEADER.FIELDS
+    /// (MESSAGE-ID)]`), fetched lazily: only for messages the engine must
+    /// match. Messages without the header are left out.
+    func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String]
+    /// Streams the bodies of `keys` into `sink`, one message after another.
+    func fetch(_ keys: [MessageKey], in mailbox: String, into sink: any MessageSink) async throws
+    /// Starts appending one message; bytes follow through the writer.
+    func beginAppend(to mailbox: String, _ envelope: AppendEnvelope) async throws -> any AppendWriter
+    /// Applies flag changes, one batch per identical change.
+    func setFlags(_ changes: [FlagChange], in mailbox: String) async throws
+    /// Removes exactly these messages (IMAP: `\Deleted` + UID EXPUNGE; other
+    /// messages flagged `\Deleted` are left alone).
+    func expunge(_ keys: [MessageKey], in mailbox: String) async throws
+    /// Moves messages; returns the new keys it knows (COPYUID), which may be
+    /// fewer than moved. Only called when `capabilities.move`.
+    func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey]
+    /// Releases the connection or handle; the engine calls it for every
+    /// handle it got from a `StoreFactory`.
+    func close() async
+}
+
+/// Hands out store handles: one per concurrently synced mailbox pair, plus
+/// one for account-wide work. An IMAP factory opens a connection; a Maildir
+/// or memory factory may return the same object every time.
+public typealias StoreFactory = @Sendable () async throws -> any MailStore

@@ -1,0 +1,517 @@
+import Logging
+import SyncState
+
+/// One mailbox pair as loaded for reconciliation.
+struct LoadedMailbox: Sendable {
+    var record: MailboxPairRecord
+    var statuses: Sides<MailboxStatus>
+    var listings: Sides<MessageListing>
+    var pairs: [StatePair]
+    var invalidated: Sides<Bool>
+
+    var names: Sides<String> { Sides(far: record.farName, near: record.nearName) }
+}
+
+/// The executor for one mailbox pair: isync's phases from open to commit.
+///
+/// Ordering rules that make every step restartable:
+/// - a copy is journaled (`recordPending`) before its first byte moves, and
+///   confirmed (`completeCopies`) after the destination confirmed it;
+/// - an expunge is journaled (`recordPendingExpunge`) before it is made;
+/// - flags are recorded as agreed only after both sides carry them, and a
+///   newly paired message is first recorded with the flags both sides
+///   already share, so an interruption redoes the merge instead of reading a
+///   half-applied change as a removal;
+/// - watermarks are committed last: an interrupted run is redone from the
+///   old ones, never skips work.
+struct MailboxSync: Sendable {
+    let account: String
+    let state: StateStore
+    let record: MailboxPairRecord
+    let stores: Sides<any MailStore>
+    let options: SyncOptions
+    let deletion: Sides<DeletionRule>
+    /// Dry run only: the side where the mailbox would have been created; it
+    /// is planned as empty.
+    var absent: Side? = nil
+    let logger: Logger
+
+    var names: Sides<String> { Sides(far: record.farName, near: record.nearName) }
+    var mailboxId: Int64 { record.id! }
+    var columns: StateColumns {
+        StateColumns(account: account, mailbox: record.farName, kinds: stores.map(\.capabilities.keyKind))
+    }
+
+    // MARK: - Open, validate, resolve, load
+
+    func load() async throws -> LoadedMailbox {
+        let statuses = Sides(far: try await select(.far), near: try await select(.near))
+        var record = self.record
+        let storedNear = NearWatermarkText.decode(record.nearScanToken)
+
+        // UIDVALIDITY: a change means every stored key of that side is
+        // meaningless. One side → re-pair by identity; both → nothing left to
+        // match against, so refuse rather than guess.
+        let changed = Sides(
+            far: record.farUidValidity != nil && statuses.far.uidValidity != nil && record.farUidValidity != statuses.far.uidValidity,
+            near: storedNear.uidValidity != nil && statuses.near.uidValidity != nil && storedNear.uidValidity != statuses.near.uidValidity)
+        if changed.far && changed.near {
+            throw SyncError.uidValidityChangedOnBothSides(account: account, mailbox: names.far)
+        }
+        for side in Side.allCases where changed[side] {
+            logger.warning("UIDVALIDITY changed; re-pairing messages by Message-ID, size and date", metadata: [
+                "ferrymail.side": "\(side.rawValue)", "ferrymail.mailbox": "\(names[side])"])
+        }
+        if let validity = statuses.far.uidValidity, validity != record.farUidValidity, !options.dryRun {
+            // Adopt the far UIDVALIDITY (first sync, or after a change): the
+            // state clears far UIDs in the same transaction.
+            let reset = try st { try state.resetFarUidValidity(mailbox: mailboxId, newValidity: validity) }
+            if !reset.abandonedTransfers.isEmpty {
+                logger.info("dropped unfinished downloads after UIDVALIDITY change; delivered copies are re-paired by Message-ID",
+                            metadata: ["ferrymail.transfers": "\(reset.abandonedTransfers.count)"])
+            }
+            record = try st { try state.mailboxPair(id: mailboxId) }
+        }
+
+        let pending = try st { try state.pendingCopies(in: mailboxId) }
+        // Deltas are relative to stored keys, so they are only asked for when
+        // those keys are trustworthy and no copy is unresolved.
+        let useDelta = pending.isEmpty && !changed.far && !changed.near
+        let farMark: SyncWatermark? = (record.farUidNext != nil || record.farHighestModSeq != nil)
+            ? SyncWatermark(uidValidity: record.farUidValidity, uidNext: record.farUidNext, highestModSeq: record.farHighestModSeq)
+            : nil
+        let nearMark: SyncWatermark? = (storedNear.scanToken != nil || storedNear.highestModSeq != nil) ? storedNear : nil
+        let listings = Sides(
+            far: try await list(.far, since: useDelta ? farMark : nil),
+            near: try await list(.near, since: useDelta ? nearMark : nil))
+
+        if !pending.isEmpty && !options.dryRun {
+            try await resolvePending(pending, listings: listings)
+        }
+        let pairs = try st { try state.pairs(in: mailboxId) }
+            .filter { !$0.status.isPendingCopy }
+            .map(columns.statePair)
+        var loaded = LoadedMailbox(record: record, statuses: statuses, listings: listings, pairs: pairs, invalidated: changed)
+        for side in Side.allCases {
+            let known = changed[side] ? [] : Set(pairs.compactMap { $0.keys[side] })
+            loaded.listings[side] = try await withMessageIds(listings[side], excluding: known, on: side)
+        }
+        return loaded
+    }
+
+    /// Finishes or abandons copies an interrupted run left pending.
+    ///
+    /// A far→near copy whose file exists is completed; a near→far APPEND
+    /// whose UID was never recorded is looked for on the far side — by the
+    /// transfer id where the store keeps it, else by Message-ID + size +
+    /// internal date — before anything is uploaded again. The message itself
+    /// is never edited to carry an id (no X-TUID header), so byte identity
+    /// holds. A copy not found is cancelled and planned afresh.
+    private func resolvePending(_ pending: [MessagePairRecord], listings: Sides<MessageListing>) async throws {
+        let settled = try st { try state.pairs(in: mailboxId) }.filter { !$0.status.isPendingCopy }.map(columns.statePair)
+        var completions: [CopyCompletion] = []
+        var cancelled: [String] = []
+        for side in Side.allCases {
+            let rows = pending.filter { ($0.status == .pendingToFar ? Side.far : Side.near) == side }
+            guard !rows.isEmpty else { continue }
+            let taken = Set(settled.compactMap { $0.keys[side] })
+            let probes = rows.map { LocateProbe(transferId: $0.transferId!, messageId: $0.messageId, size: $0.size, internalDate: $0.internalDate) }
+            let found = try await locate(probes, among: listings[side].messages, on: side, excluding: taken)
+            for probe in probes {
+                if let key = found[probe.transferId] {
+                    completions.append(CopyCompletion(transferId: probe.transferId, destination: try columns.destination(on: side, key)))
+                } else {
+                    cancelled.append(probe.transferId)
+                }
+            }
+        }
+        logger.info("resolved copies left pending by an interrupted run", metadata: [
+            "ferrymail.mailbox": "\(names.far)", "ferrymail.completed": "\(completions.count)", "ferrymail.retried": "\(cancelled.count)"])
+        if !completions.isEmpty { try st { try state.completeCopies(completions) } }
+        if !cancelled.isEmpty { try st { try state.cancelCopies(transferIds: cancelled) } }
+    }
+
+    private func select(_ side: Side) async throws -> MailboxStatus {
+        if absent == side { return MailboxStatus() }
+        return try await io(side, "SELECT \(names[side])") { try await stores[side].select(names[side]) }
+    }
+
+    private func list(_ side: Side, since mark: SyncWatermark?) async throws -> MessageListing {
+        if absent == side { return .full([]) }
+        return try await io(side, "listing \(names[side])") {
+            try await stores[side].messages(in: names[side], changedSince: mark)
+        }
+    }
+
+    /// Message-IDs are fetched lazily: only for messages the state does not
+    /// know, which are the only ones ever matched by identity.
+    private func withMessageIds(_ listing: MessageListing, excluding known: Set<MessageKey>, on side: Side) async throws -> MessageListing {
+        func fill(_ messages: [MessageInfo]) async throws -> [MessageInfo] {
+            let wanted = messages.filter { $0.messageId == nil && !known.contains($0.key) }.map(\.key)
+            guard !wanted.isEmpty else { return messages }
+            let ids = try await io(side, "fetching Message-IDs in \(names[side])") {
+                try await stores[side].messageIds(for: wanted, in: names[side])
+            }
+            return messages.map { message in
+                var message = message
+                if message.messageId == nil { message.messageId = ids[message.key] }
+                return message
+            }
+        }
+        switch listing {
+        case .full(let messages): return .full(try await fill(messages))
+        case let .delta(changed, vanished): return .delta(changed: try await fill(changed), vanished: vanished)
+        }
+    }
+
+    // MARK: - Reconcile and propagate
+
+    func reconcileInput(_ loaded: LoadedMailbox, ignoredPairs: Set<Int64> = [], ignoredKeys: Sides<Set<MessageKey>> = Sides(far: [], near: [])) -> ReconcileInput {
+        ReconcileInput(
+            account: account, mailbox: names.far, pairs: loaded.pairs, listings: loaded.listings,
+            invalidated: loaded.invalidated, deletion: deletion, writable: options.direction.writable,
+            keywords: stores.map(\.capabilities.keywords), massDeletion: options.massDeletion,
+            ignoredPairs: ignoredPairs, ignoredKeys: ignoredKeys)
+    }
+
+    /// Carries out a plan, then commits the watermarks.
+    func execute(_ plan: Plan, loaded: LoadedMailbox, report: inout MailboxReport) async throws {
+        for conflict in plan.conflicts {
+            logger.warning("conflicting flag changes on both sides; merged (additions win, removals apply)", metadata: [
+                "ferrymail.mailbox": "\(names.far)", "ferrymail.far.key": "\(conflict.keys.far)", "ferrymail.near.key": "\(conflict.keys.near)",
+                "ferrymail.far.flags": "\(conflict.flags.far)", "ferrymail.near.flags": "\(conflict.flags.near)",
+                "ferrymail.merged": "\(conflict.merged)"])
+        }
+        let views = Reconciler.currentViews(of: reconcileInput(loaded))
+
+        // Forget first: a stale pair may hold the key a copy or re-pair needs.
+        if !plan.forgotten.isEmpty { try st { try state.recordExpunged(plan.forgotten) } }
+
+        var agreed = plan.agreedFlags
+        for repair in plan.repairs {
+            switch repair.side {
+            case .far:
+                let uid = try columns.farUid(repair.key)
+                try st { try state.attachFarUids([repair.pair.id: uid]) }
+            case .near:
+                // The state has no "attach near name"; replace the row. An
+                // interruption in between leaves both messages unpaired, and
+                // the next run pairs them again by identity.
+                let pair = repair.pair
+                guard let farKey = pair.keys.far else { continue }
+                try st { try state.recordExpunged([pair.id]) }
+                let inserted = try st {
+                    try state.recordPairs([NewPair(
+                        farUid: try columns.farUid(farKey), nearName: columns.nearName(repair.key), flags: pair.flags,
+                        size: pair.size, internalDate: pair.internalDate, messageId: pair.messageId)], in: mailboxId)
+                }
+                if let flags = agreed.removeValue(forKey: pair.id) { agreed[inserted[0].id!] = flags }
+            }
+        }
+
+        if !plan.pairings.isEmpty {
+            let newPairs = try plan.pairings.map { pairing in
+                NewPair(farUid: try columns.farUid(pairing.messages.far.key), nearName: columns.nearName(pairing.messages.near.key),
+                        flags: pairing.baseFlags, size: pairing.messages.far.size,
+                        internalDate: pairing.messages.far.internalDate ?? pairing.messages.near.internalDate,
+                        messageId: pairing.messages.far.messageId ?? pairing.messages.near.messageId)
+            }
+            let inserted = try st { try state.recordPairs(newPairs, in: mailboxId) }
+            for (record, pairing) in zip(inserted, plan.pairings) where pairing.agreedFlags != pairing.baseFlags {
+                agreed[record.id!] = pairing.agreedFlags
+            }
+            report.paired += inserted.count
+        }
+
+        for destination in Side.allCases where !plan.copies[destination].isEmpty {
+            report.copied[destination] += try await copy(plan.copies[destination], to: destination)
+        }
+
+        for side in Side.allCases where !plan.flagChanges[side].isEmpty {
+            try await io(side, "STORE in \(names[side])") {
+                try await stores[side].setFlags(plan.flagChanges[side], in: names[side])
+            }
+            report.flagsChanged[side] += plan.flagUpdateCount(on: side)
+        }
+        if !agreed.isEmpty { try st { try state.recordFlags(agreed) } }
+
+        for side in Side.allCases where !plan.removals[side].isEmpty {
+            let removals = plan.removals[side]
+            try st { try state.recordPendingExpunge(removals.map(\.pairId), on: side) }
+            try await io(side, "EXPUNGE in \(names[side])") {
+                try await stores[side].expunge(removals.map(\.key), in: names[side])
+            }
+            try st { try state.recordExpunged(removals.map(\.pairId)) }
+            report.deleted[side] += removals.count
+        }
+        for side in Side.allCases where !plan.trash[side].isEmpty {
+            guard case .moveToTrash(let trash) = deletion[side] else { continue }
+            let removals = plan.trash[side]
+            try st { try state.recordPendingExpunge(removals.map(\.pairId), on: side) }
+            _ = try await transfer(removals.compactMap { views[side][$0.key] }, on: side, from: names[side], to: trash)
+            try st { try state.recordExpunged(removals.map(\.pairId)) }
+            report.deleted[side] += removals.count
+        }
+
+        try commitWatermarks(loaded)
+    }
+
+    /// Commits watermarks — the run's last write. A side whose changes this
+    /// run did not propagate (the far side in `push`, the near side in `pull`)
+    /// keeps its old watermark, so a later two-way run still sees them.
+    func commitWatermarks(_ loaded: LoadedMailbox) throws {
+        let current = try st { try state.mailboxPair(id: mailboxId) }
+        let advance = Sides(far: options.direction.writable.near, near: options.direction.writable.far)
+        var nearMark = advance.near ? loaded.statuses.near.watermark : NearWatermarkText.decode(current.nearScanToken)
+        nearMark.uidValidity = loaded.statuses.near.uidValidity
+        try st {
+            try state.commitWatermarks(
+                mailbox: mailboxId,
+                farUidNext: advance.far ? loaded.statuses.far.uidNext : current.farUidNext,
+                farHighestModSeq: advance.far ? loaded.statuses.far.highestModSeq : current.farHighestModSeq,
+                nearScanToken: NearWatermarkText.encode(nearMark))
+        }
+    }
+
+    /// Copies new messages to `destination`, streaming each body from the
+    /// source's fetch into the destination's append, journaled per batch.
+    private func copy(_ copies: [PlannedCopy], to destination: Side) async throws -> Int {
+        let source = destination.opposite
+        var copied = 0
+        var start = 0
+        while start < copies.count {
+            let batch = Array(copies[start..<min(start + options.copyBatchSize, copies.count)])
+            start += batch.count
+            let pendings = try batch.map { copy in
+                PendingCopy(source: try columns.source(on: source, copy.source.key), flags: copy.flags, size: copy.source.size,
+                            internalDate: copy.source.internalDate, messageId: copy.source.messageId)
+            }
+            // Journaled before the first byte moves.
+            let transferIds = try st { try state.recordPending(copies: pendings, in: mailboxId) }
+            var envelopes: [MessageKey: AppendEnvelope] = [:]
+            for (copy, transferId) in zip(batch, transferIds) {
+                envelopes[copy.source.key] = AppendEnvelope(
+                    flags: copy.flags, internalDate: copy.source.internalDate, size: copy.source.size,
+                    messageId: copy.source.messageId, transferId: transferId)
+            }
+            let landed = try await stream(batch.map(\.source.key), from: source, mailbox: names[source],
+                                          to: destination, mailbox: names[destination], envelopes: envelopes)
+
+            var completions: [CopyCompletion] = []
+            var unknown: [LocateProbe] = []
+            var cancelled: [String] = []
+            for (copy, transferId) in zip(batch, transferIds) {
+                switch landed[transferId] {
+                case .some(.some(let key)):
+                    completions.append(CopyCompletion(transferId: transferId, destination: try columns.destination(on: destination, key)))
+                case .some(.none):
+                    unknown.append(LocateProbe(transferId: transferId, messageId: copy.source.messageId,
+                                               size: copy.source.size, internalDate: copy.source.internalDate))
+                case .none:
+                    // Expunged on the source meanwhile: nothing to copy.
+                    cancelled.append(transferId)
+                }
+            }
+            if !unknown.isEmpty {
+                // No APPENDUID (no UIDPLUS): find the new messages again.
+                let listing = try await list(destination, since: nil)
+                var taken = Set(try st { try state.pairs(in: mailboxId) }.compactMap { columns.statePair($0).keys[destination] })
+                for completion in completions {
+                    switch completion.destination {
+                    case .far(let uid): taken.insert(.uid(uid))
+                    case .near(let name): taken.insert(columns.kinds.near == .uid ? UInt32(name).map(MessageKey.uid) ?? .name(name) : .name(name))
+                    }
+                }
+                let found = try await locate(unknown, among: listing.messages, on: destination, excluding: taken)
+                for probe in unknown {
+                    if let key = found[probe.transferId] {
+                        completions.append(CopyCompletion(transferId: probe.transferId, destination: try columns.destination(on: destination, key)))
+                    } else {
+                        logger.warning("appended message not found again; it will be copied again next run", metadata: [
+                            "ferrymail.mailbox": "\(names[destination])", "ferrymail.messageId": "\(probe.messageId ?? "none")"])
+                        cancelled.append(probe.transferId)
+                    }
+                }
+            }
+            if !completions.isEmpty { try st { try state.completeCopies(completions) } }
+            if !cancelled.isEmpty { try st { try state.cancelCopies(transferIds: cancelled) } }
+            copied += completions.count
+        }
+        return copied
+    }
+
+    /// Streams bodies from one store (and mailbox) into another; returns, per
+    /// transfer id, the destination key (nil when the store could not tell).
+    /// Never holds a whole message: chunks go straight through.
+    func stream(_ keys: [MessageKey], from source: Side, mailbox sourceMailbox: String, to destination: Side, mailbox destinationMailbox: String,
+                envelopes: [MessageKey: AppendEnvelope]) async throws -> [String: MessageKey?] {
+        let sink = CopySink(destination: stores[destination], mailbox: destinationMailbox, envelopes: envelopes)
+        try await io(source, "copying from \(sourceMailbox) to \(destination.rawValue) \(destinationMailbox)") {
+            try await stores[source].fetch(keys, in: sourceMailbox, into: sink)
+        }
+        return await sink.landed
+    }
+
+    /// Moves messages between two mailboxes of one store: MOVE when
+    /// available, else copy + expunge. Returns the new keys it knows.
+    func transfer(_ messages: [MessageInfo], on side: Side, from source: String, to destination: String) async throws -> [MessageKey: MessageKey] {
+        let store = stores[side]
+        if store.capabilities.move {
+            let moved = try await io(side, "MOVE from \(source) to \(destination)") {
+                try await store.move(messages.map(\.key), from: source, to: destination)
+            }
+            if store.capabilities.keysSurviveMove {
+                return Dictionary(uniqueKeysWithValues: messages.map { ($0.key, moved[$0.key] ?? $0.key) })
+            }
+            return moved
+        }
+        var envelopes: [MessageKey: AppendEnvelope] = [:]
+        var byTransfer: [String: MessageKey] = [:]
+        for message in messages {
+            let transferId = "move-\(message.key)"
+            envelopes[message.key] = AppendEnvelope(flags: message.flags, internalDate: message.internalDate, size: message.size,
+                                                    messageId: message.messageId, transferId: transferId)
+            byTransfer[transferId] = message.key
+        }
+        let landed = try await stream(messages.map(\.key), from: side, mailbox: source, to: side, mailbox: destination, envelopes: envelopes)
+        try await io(side, "EXPUNGE in \(source)") { try await store.expunge(messages.map(\.key), in: source) }
+        var result: [MessageKey: MessageKey] = [:]
+        for (transferId, key) in landed {
+            if let key, let original = byTransfer[transferId] { result[original] = key }
+        }
+        return result
+    }
+
+    /// Finds messages on `side` that an earlier step created but whose keys
+    /// were not learned: by transfer id where the store keeps it, else by
+    /// Message-ID + size + internal date, else — for messages without a
+    /// Message-ID — by size + date when exactly one candidate fits.
+    func locate(_ probes: [LocateProbe], among messages: [MessageInfo], on side: Side, excluding taken: Set<MessageKey>) async throws -> [String: MessageKey] {
+        var candidates = messages.filter { !taken.contains($0.key) }
+        var found: [String: MessageKey] = [:]
+        var used: Set<MessageKey> = []
+        for probe in probes {
+            if let match = candidates.first(where: { $0.transferId == probe.transferId && !used.contains($0.key) }) {
+                found[probe.transferId] = match.key
+                used.insert(match.key)
+            }
+        }
+        let remaining = probes.filter { found[$0.transferId] == nil }
+        guard !remaining.isEmpty else { return found }
+        let missingIds = candidates.filter { $0.messageId == nil && !used.contains($0.key) }.map(\.key)
+        if !missingIds.isEmpty {
+            let ids = try await io(side, "fetching Message-IDs in \(names[side])") {
+                try await stores[side].messageIds(for: missingIds, in: names[side])
+            }
+            candidates = candidates.map { var message = $0; if message.messageId == nil { message.messageId = ids[message.key] }; return message }
+        }
+        var index = IdentityIndex(candidates.filter { !used.contains($0.key) })
+        for probe in remaining {
+            if probe.messageId != nil {
+                let probeInfo = MessageInfo(key: .uid(0), size: probe.size, internalDate: probe.internalDate, messageId: probe.messageId)
+                if let match = index.take(matching: probeInfo) { found[probe.transferId] = match.key }
+            } else if let date = probe.internalDate {
+                let fits = index.remaining().filter { $0.messageId == nil && $0.size == probe.size && $0.internalDate == date }
+                if fits.count == 1 {
+                    found[probe.transferId] = fits[0].key
+                    index.take(key: fits[0].key)
+                }
+            }
+        }
+        return found
+    }
+
+    // MARK: - Error mapping
+
+    @discardableResult
+    func st<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as SyncError {
+            throw error
+        } catch {
+            throw SyncError.state(account: account, mailbox: names.far, cause: "\(error)")
+        }
+    }
+
+    func io<T>(_ side: Side, _ operation: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as SyncError {
+            throw error
+        } catch {
+            throw SyncError.store(account: account, mailbox: names[side], side: side, operation: operation, cause: "\(error)")
+        }
+    }
+}
+
+/// What is known about a message being looked for on its destination.
+struct LocateProbe: Sendable {
+    var transferId: String
+    var messageId: String?
+    var size: Int64
+    var internalDate: Int64?
+}
+
+extension MessageListing {
+    /// The messages a listing mentions (all of them for a full listing).
+    var messages: [MessageInfo] {
+        switch self {
+        case .full(let messages): messages
+        case .delta(let changed, _): changed
+        }
+    }
+}
+
+/// Bridges a store's fetch into another store's append, message by message.
+actor CopySink: MessageSink {
+    private let destination: any MailStore
+    private let mailbox: String
+    private let envelopes: [MessageKey: AppendEnvelope]
+    private var current: (writer: any AppendWriter, transferId: String)?
+    /// Per transfer id, the key the destination reported (nil: unknown).
+    private(set) var landed: [String: MessageKey?] = [:]
+
+    init(destination: any MailStore, mailbox: String, envelopes: [MessageKey: AppendEnvelope]) {
+        self.destination = destination
+        self.mailbox = mailbox
+        self.envelopes = envelopes
+    }
+
+    func begin(_ key: MessageKey, size: Int64) async throws {
+        guard var envelope = envelopes[key] else { throw CopySinkError.unexpectedMessage(key) }
+        // The source's actual byte count is what the literal must announce.
+        envelope.size = size
+        current = (try await destination.beginAppend(to: mailbox, envelope), envelope.transferId)
+    }
+
+    func write(_ chunk: [UInt8]) async throws {
+        guard let current else { throw CopySinkError.outOfOrder }
+        do {
+            try await current.writer.write(chunk)
+        } catch {
+            await current.writer.cancel()
+            self.current = nil
+            throw error
+        }
+    }
+
+    func end() async throws {
+        guard let current else { throw CopySinkError.outOfOrder }
+        self.current = nil
+        let key = try await current.writer.finish()
+        landed[current.transferId] = .some(key)
+    }
+}
+
+enum CopySinkError: Error, CustomStringConvertible {
+    case unexpectedMessage(MessageKey)
+    case outOfOrder
+
+    var description: String {
+        switch self {
+        case .unexpectedMessage(let key): "store delivered \(key), which was not requested"
+        case .outOfOrder: "store sent message bytes outside begin/end"
+        }
+    }
+}

@@ -1,0 +1,436 @@
+import Logging
+import SyncState
+
+/// Runs the sync of one account: folders, then every mailbox pair (up to
+/// `maxConcurrentMailboxes` at once, each on its own store handles), then
+/// the run journal.
+///
+/// Phases, after isync:
+/// 1. **Folders**: list both sides; create mailboxes new on one side on the
+///    other; propagate deletions (see `syncFolders`).
+/// 2. **Load** each mailbox pair: open, validate UIDVALIDITY, resolve copies
+///    an interrupted run left pending, list (delta when possible). A pair
+///    whose cheap status proves nothing changed is skipped without SELECT.
+/// 3. **Moves** across mailboxes (see `MoveDetector`), then reload the
+///    mailboxes they touched.
+/// 4. **Reconcile and propagate** each mailbox pair, watermarks last.
+/// Errors are collected per mailbox; the other mailboxes continue.
+public actor SyncEngine {
+    private enum Phase {
+        case idle
+        case running
+    }
+
+    public let account: String
+    private let state: StateStore
+    private let factories: Sides<StoreFactory>
+    private let options: SyncOptions
+    private let logger: Logger
+    private var phase: Phase = .idle
+
+    /// - Parameters:
+    ///   - far: hands out far store handles (an IMAP connection each).
+    ///   - near: hands out near store handles.
+    public init(account: String, state: StateStore, far: @escaping StoreFactory, near: @escaping StoreFactory,
+                options: SyncOptions = SyncOptions(), logger: Logger = Logger(label: "ferrymail.sync")) {
+        self.account = account
+        self.state = state
+        self.factories = Sides(far: far, near: near)
+        self.options = options
+        var logger = logger
+        logger[metadataKey: "ferrymail.account"] = "\(account)"
+        self.logger = logger
+    }
+
+    /// Forgets everything known about one mailbox pair's messages — the
+    /// documented recovery from `uidValidityChangedOnBothSides`. The next run
+    /// pairs messages present on both sides by Message-ID, size and date and
+    /// copies the rest both ways.
+    public static func resetMailboxState(state: StateStore, account: String, farName: String) throws(SyncError) {
+        do {
+            let accountRecord = try state.account(named: account)
+            guard let pair = try state.mailboxPairs(account: accountRecord.id!, includingDeleted: true)
+                .first(where: { $0.farName == farName }) else { return }
+            try state.forgetMailboxPair(pair.id!)
+        } catch {
+            throw .state(account: account, mailbox: farName, cause: "\(error)")
+        }
+    }
+
+    /// Runs the account once. Throws only when nothing could be done
+    /// (listing mailboxes, the state); per-mailbox failures are in the report.
+    public func run() async throws(SyncError) -> SyncReport {
+        guard case .idle = phase else {
+            throw .state(account: account, mailbox: nil, cause: "a sync of this account is already running in this process")
+        }
+        phase = .running
+        defer { phase = .idle }
+
+        var report = SyncReport(account: account, dryRun: options.dryRun)
+        let accountRecord: AccountRecord
+        do {
+            if options.dryRun {
+                // A dry run writes nothing, not even the account row.
+                accountRecord = try state.accounts().first { $0.name == account } ?? AccountRecord(id: -1, name: account)
+            } else {
+                accountRecord = try state.account(named: account)
+            }
+        } catch {
+            throw .state(account: account, mailbox: nil, cause: "\(error)")
+        }
+        let runRecord = options.dryRun ? nil : try? state.beginRun(account: accountRecord.id!)
+
+        let pool = HandlePool(factories: factories, dryRun: options.dryRun, account: account)
+        do {
+            try await runAccount(accountId: accountRecord.id!, pool: pool, report: &report)
+        } catch let error as SyncError {
+            report.errors.append(error)
+        } catch {
+            report.errors.append(.state(account: account, mailbox: nil, cause: "\(error)"))
+        }
+        await pool.closeAll()
+
+        if let runId = runRecord?.id {
+            let failure = report.allErrors.isEmpty ? nil : report.allErrors.map(\.description).joined(separator: "\n")
+            try? state.finishRun(runId, counts: report.counts, error: failure)
+        }
+        if report.errors.count == 1, report.mailboxes.isEmpty, let error = report.errors.first {
+            throw error
+        }
+        return report
+    }
+
+    private func runAccount(accountId: Int64, pool: HandlePool, report: inout SyncReport) async throws {
+        let primary = try await pool.acquire()
+        let folders = try await FolderSync(
+            account: account, accountId: accountId, state: state, stores: primary, options: options, logger: logger
+        ).run()
+        await pool.release(primary)
+        report.folderChanges = folders.changes
+        report.errors += folders.errors
+
+        let workers = folders.pairs.map { entry in
+            MailboxWork(record: entry.record, infos: entry.infos, deletion: folders.deletion(for: entry.record), absent: entry.absent)
+        }
+
+        // Phase 2: load, in parallel.
+        var loads = await forEach(workers, pool: pool, unreachable: { work, error in
+            .failed(self.connectionError(work, error))
+        }) { work, stores, engine in
+            await engine.load(work, stores: stores)
+        }
+
+        // Phase 3: moves across mailboxes.
+        let movable = loads.enumerated().compactMap { index, outcome -> (Int, LoadedMailbox)? in
+            if case .loaded(let loaded) = outcome { return (index, loaded) }
+            return nil
+        }
+        let detector = MoveDetector(capabilities: Sides(far: await pool.capabilities(.far), near: await pool.capabilities(.near)),
+                                    writable: options.direction.writable)
+        let moves = detector.detect(movable.map { MoveDetector.Mailbox(index: $0.0, loaded: $0.1) })
+        var ignoredPairs: [Int: Set<Int64>] = [:]
+        var ignoredKeys: [Int: Sides<Set<MessageKey>>] = [:]
+        if !moves.isEmpty {
+            if options.dryRun {
+                for move in moves {
+                    ignoredPairs[move.from, default: []].insert(move.pair.id)
+                    ignoredKeys[move.to, default: Sides(far: [], near: [])][move.movedOn].insert(move.newKey)
+                    report.moves.append(move.report(workers))
+                }
+            } else {
+                let stores = try await pool.acquire()
+                var touched: Set<Int> = []
+                for move in moves {
+                    do {
+                        try await execute(move, workers: workers, stores: stores)
+                        report.moves.append(move.report(workers))
+                    } catch let error as SyncError {
+                        report.errors.append(error)
+                    } catch {
+                        report.errors.append(.state(account: account, mailbox: workers[move.to].record.farName, cause: "\(error)"))
+                    }
+                    touched.formUnion([move.from, move.to])
+                }
+                await pool.release(stores)
+                // Reload what the moves changed; the state now holds the moved pairs.
+                for index in touched.sorted() {
+                    let refreshed = workers[index].refreshed(try? state.mailboxPair(id: workers[index].record.id!))
+                    loads[index] = await load(refreshed, stores: try await pool.acquire(), releasingTo: pool)
+                }
+            }
+        }
+
+        // Phase 4: reconcile and propagate, in parallel.
+        // Trash mailboxes go last, reloaded, so messages moved there by the
+        // `trash` policy in this run reach the other side in this run too.
+        let isTrash = workers.map { work in
+            folders.trash.far == work.record.farName || folders.trash.near == work.record.nearName
+        }
+        let items = workers.indices.map { index in
+            PropagateItem(work: workers[index], outcome: loads[index], ignoredPairs: ignoredPairs[index] ?? [],
+                          ignoredKeys: ignoredKeys[index] ?? Sides(far: [], near: []))
+        }
+        func propagateAll(_ items: [PropagateItem], reload: Bool) async -> [MailboxReport] {
+            await forEach(items, pool: pool, unreachable: { item, error in
+                var report = MailboxReport(farName: item.work.record.farName, nearName: item.work.record.nearName)
+                report.error = self.connectionError(item.work, error)
+                return report
+            }) { item, stores, engine in
+                var outcome = item.outcome
+                if reload, !outcome.isFailure {
+                    outcome = await engine.load(item.work, stores: stores, allowSkip: false)
+                }
+                return await engine.propagate(item.work, outcome: outcome, stores: stores,
+                                              ignoredPairs: item.ignoredPairs, ignoredKeys: item.ignoredKeys)
+            }
+        }
+        let trashIndices = workers.indices.filter { isTrash[$0] && options.expungePolicy == .trash && !options.dryRun }
+        let otherIndices = workers.indices.filter { !trashIndices.contains($0) }
+        var results = [MailboxReport?](repeating: nil, count: workers.count)
+        for (index, result) in zip(otherIndices, await propagateAll(otherIndices.map { items[$0] }, reload: false)) {
+            results[index] = result
+        }
+        for (index, result) in zip(trashIndices, await propagateAll(trashIndices.map { items[$0] }, reload: true)) {
+            results[index] = result
+        }
+        report.mailboxes = results.map { $0! }
+    }
+
+    // MARK: - One mailbox
+
+    enum LoadOutcome: Sendable {
+        case loaded(LoadedMailbox)
+        case skipped
+        case failed(SyncError)
+
+        var isFailure: Bool {
+            if case .failed = self { return true }
+            return false
+        }
+    }
+
+    private func mailboxSync(_ work: MailboxWork, stores: Sides<any MailStore>) -> MailboxSync {
+        MailboxSync(account: account, state: state, record: work.record, stores: stores, options: options,
+                    deletion: work.deletion, absent: work.absent,
+                    logger: { var logger = self.logger; logger[metadataKey: "ferrymail.mailbox"] = "\(work.record.farName)"; return logger }())
+    }
+
+    private func load(_ work: MailboxWork, stores: Sides<any MailStore>, releasingTo pool: HandlePool) async -> LoadOutcome {
+        let outcome = await load(work, stores: stores, allowSkip: false)
+        await pool.release(stores)
+        return outcome
+    }
+
+    private func load(_ work: MailboxWork, stores: Sides<any MailStore>, allowSkip: Bool = true) async -> LoadOutcome {
+        let sync = mailboxSync(work, stores: stores)
+        do {
+            if allowSkip, try isUnchanged(work) { return .skipped }
+            return .loaded(try await sync.load())
+        } catch let error as SyncError {
+            return .failed(error)
+        } catch {
+            return .failed(.state(account: account, mailbox: work.record.farName, cause: "\(error)"))
+        }
+    }
+
+    /// The fast path: LIST-STATUS (or a scan token) equal to the committed
+    /// watermarks on both sides, and nothing pending, proves the mailbox
+    /// unchanged, so it is skipped without SELECT or a scan.
+    private func isUnchanged(_ work: MailboxWork) throws -> Bool {
+        guard let farStatus = work.infos.far.status, let nearStatus = work.infos.near.status else { return false }
+        let record = work.record
+        let farMark = SyncWatermark(uidValidity: record.farUidValidity, uidNext: record.farUidNext, highestModSeq: record.farHighestModSeq)
+        let nearMark = NearWatermarkText.decode(record.nearScanToken)
+        guard record.lastSyncAt != nil, farMark.provesUnchanged(farStatus), nearMark.provesUnchanged(nearStatus) else { return false }
+        return try state.pendingCopies(in: record.id!).isEmpty && state.pendingExpunges(in: record.id!).isEmpty
+    }
+
+    private func propagate(_ work: MailboxWork, outcome: LoadOutcome, stores: Sides<any MailStore>,
+                           ignoredPairs: Set<Int64>, ignoredKeys: Sides<Set<MessageKey>>) async -> MailboxReport {
+        var report = MailboxReport(farName: work.record.farName, nearName: work.record.nearName)
+        let loaded: LoadedMailbox
+        switch outcome {
+        case .skipped:
+            report.skipped = true
+            return report
+        case .failed(let error):
+            report.error = error
+            logger.error("\(error.description)")
+            return report
+        case .loaded(let value):
+            loaded = value
+        }
+        let sync = mailboxSync(work, stores: stores)
+        do {
+            let plan = try Reconciler.reconcile(sync.reconcileInput(loaded, ignoredPairs: ignoredPairs, ignoredKeys: ignoredKeys))
+            if options.dryRun {
+                report.plan = plan
+                report.copied = plan.copies.map(\.count)
+                report.paired = plan.pairings.count
+                report.flagsChanged = Sides { plan.flagUpdateCount(on: $0) }
+                report.deleted = Sides { plan.removals[$0].count + plan.trash[$0].count }
+                return report
+            }
+            try await sync.execute(plan, loaded: loaded, report: &report)
+        } catch let error as SyncError {
+            report.error = error
+        } catch {
+            report.error = .state(account: account, mailbox: work.record.farName, cause: "\(error)")
+        }
+        if let error = report.error { logger.error("\(error.description)") }
+        return report
+    }
+
+    // MARK: - Moves
+
+    /// Carries out one cross-mailbox move on the side where the user did not
+    /// make it. Journaled as a copy into the destination mailbox (so an
+    /// interruption is resolved like any pending copy), then the old pair is
+    /// forgotten.
+    private func execute(_ move: MoveDetector.Move, workers: [MailboxWork], stores: Sides<any MailStore>) async throws {
+        let source = workers[move.from], destination = workers[move.to]
+        let other = move.movedOn.opposite
+        let sync = mailboxSync(destination, stores: stores)
+        let columns = sync.columns
+        let transferId = try sync.st {
+            try state.recordPending(copies: [PendingCopy(
+                source: try columns.source(on: move.movedOn, move.newKey), flags: move.pair.flags, size: move.pair.size,
+                internalDate: move.pair.internalDate, messageId: move.pair.messageId ?? move.otherMessage.messageId)],
+                in: destination.record.id!)[0]
+        }
+        let names = Sides(far: source.record.farName, near: source.record.nearName)
+        let targets = Sides(far: destination.record.farName, near: destination.record.nearName)
+        let moved = try await sync.transfer([move.otherMessage], on: other, from: names[other], to: targets[other])
+        var newKey = moved[move.otherMessage.key]
+        if newKey == nil {
+            let listing = try await sync.io(other, "listing \(targets[other])") {
+                try await stores[other].messages(in: targets[other], changedSince: nil)
+            }
+            let taken = Set(try state.pairs(in: destination.record.id!).compactMap { columns.statePair($0).keys[other] })
+            let probe = LocateProbe(transferId: transferId, messageId: move.pair.messageId ?? move.otherMessage.messageId,
+                                    size: move.otherMessage.size, internalDate: move.otherMessage.internalDate)
+            newKey = try await sync.locate([probe], among: listing.messages, on: other, excluding: taken)[transferId]
+        }
+        if let newKey {
+            try sync.st { try state.completeCopies([CopyCompletion(transferId: transferId, destination: try columns.destination(on: other, newKey))]) }
+        } else {
+            // Not found: the next run pairs the two copies by identity.
+            try sync.st { try state.cancelCopies(transferIds: [transferId]) }
+        }
+        try sync.st { try state.recordExpunged([move.pair.id]) }
+        logger.info("moved message to follow a move on the \(move.movedOn.rawValue) side", metadata: [
+            "ferrymail.from": "\(names[other])", "ferrymail.to": "\(targets[other])"])
+    }
+
+    // MARK: - Concurrency
+
+    /// Runs `body` for each item with at most `maxConcurrentMailboxes` at
+    /// once, each with its own store handles from the pool; results keep the
+    /// items' order. `unreachable` answers for an item when no store handle
+    /// could be opened for it.
+    private func forEach<Item: Sendable, Result: Sendable>(
+        _ items: [Item], pool: HandlePool,
+        unreachable: @escaping @Sendable (Item, any Error) -> Result,
+        _ body: @escaping @Sendable (Item, Sides<any MailStore>, SyncEngine) async -> Result
+    ) async -> [Result] {
+        let limit = options.maxConcurrentMailboxes
+        return await withTaskGroup(of: (Int, Result).self) { group in
+            var results = [Result?](repeating: nil, count: items.count)
+            var next = 0
+            func launch(_ index: Int) {
+                let item = items[index]
+                group.addTask {
+                    let stores: Sides<any MailStore>
+                    do {
+                        stores = try await pool.acquire()
+                    } catch {
+                        return (index, unreachable(item, error))
+                    }
+                    let result = await body(item, stores, self)
+                    await pool.release(stores)
+                    return (index, result)
+                }
+            }
+            while next < min(limit, items.count) { launch(next); next += 1 }
+            for await (index, result) in group {
+                results[index] = result
+                if next < items.count { launch(next); next += 1 }
+            }
+            return results.map { $0! }
+        }
+    }
+
+    private nonisolated func connectionError(_ work: MailboxWork, _ error: any Error) -> SyncError {
+        if let error = error as? SyncError { return error }
+        return .store(account: account, mailbox: work.record.farName, side: .far, operation: "connecting", cause: "\(error)")
+    }
+}
+
+struct PropagateItem: Sendable {
+    var work: MailboxWork
+    var outcome: SyncEngine.LoadOutcome
+    var ignoredPairs: Set<Int64>
+    var ignoredKeys: Sides<Set<MessageKey>>
+}
+
+/// One mailbox pair to sync.
+struct MailboxWork: Sendable {
+    var record: MailboxPairRecord
+    var infos: Sides<MailboxInfo>
+    var deletion: Sides<DeletionRule>
+    /// Dry run only: the side where the mailbox does not exist yet.
+    var absent: Side?
+
+    func refreshed(_ record: MailboxPairRecord?) -> MailboxWork {
+        var copy = self
+        if let record { copy.record = record }
+        return copy
+    }
+}
+
+/// Store handles, opened on demand up to the number of concurrent mailbox
+/// workers plus one, and reused.
+actor HandlePool {
+    private let factories: Sides<StoreFactory>
+    private let dryRun: Bool
+    private let account: String
+    private var idle: [Sides<any MailStore>] = []
+    private var all: [Sides<any MailStore>] = []
+
+    init(factories: Sides<StoreFactory>, dryRun: Bool, account: String) {
+        self.factories = factories
+        self.dryRun = dryRun
+        self.account = account
+    }
+
+    func acquire() async throws -> Sides<any MailStore> {
+        if let handles = idle.popLast() { return handles }
+        var far: any MailStore = try await factories.far()
+        var near: any MailStore = try await factories.near()
+        if dryRun {
+            far = ReadOnlyStore(far, account: account)
+            near = ReadOnlyStore(near, account: account)
+        }
+        let handles = Sides(far: far, near: near)
+        all.append(handles)
+        return handles
+    }
+
+    func release(_ handles: Sides<any MailStore>) {
+        idle.append(handles)
+    }
+
+    func capabilities(_ side: Side) async -> StoreCapabilities {
+        if let handles = all.first { return handles[side].capabilities }
+        return StoreCapabilities(keyKind: side == .far ? .uid : .name, move: false, keysSurviveMove: false, keywords: true)
+    }
+
+    func closeAll() async {
+        for handles in all {
+            await handles.far.close()
+            await handles.near.close()
+        }
+        all = []
+        idle = []
+    }
+}

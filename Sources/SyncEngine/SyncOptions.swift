@@ -1,0 +1,95 @@
+import SyncState
+
+/// Which way changes flow.
+public enum SyncDirection: String, Sendable, Hashable, CaseIterable {
+    /// Both ways (`ferrymail sync`).
+    case both
+    /// Far → near only (`ferrymail pull`): nothing on the far side changes.
+    case pull
+    /// Near → far only (`ferrymail push`): nothing on the near side changes.
+    case push
+
+    /// The sides a run in this direction may change.
+    public var writable: Sides<Bool> {
+        switch self {
+        case .both: Sides(far: true, near: true)
+        case .pull: Sides(far: false, near: true)
+        case .push: Sides(far: true, near: false)
+        }
+    }
+}
+
+/// What happens to a message on one side when it was expunged on the other.
+public enum ExpungePolicy: String, Sendable, Hashable, CaseIterable {
+    /// Expunge it on the other side too.
+    case propagate
+    /// Never delete locally (near): a message expunged on the server stays in
+    /// the Maildir, and is not uploaded again. Near-side deletions still
+    /// propagate to the server.
+    case keepLocal
+    /// Move it to the Trash mailbox of the side it is removed from, instead
+    /// of expunging it.
+    case trash
+}
+
+/// How mailbox names and special-use roles map between the sides.
+public struct MailboxMapping: Sendable, Hashable {
+    /// Near folder names for far mailboxes with a special-use role, e.g.
+    /// `[.sent: "Sent"]` pairs Gmail's `[Gmail]/Sent Mail` with `Sent`. A near
+    /// folder of that name is created on the far side with the role.
+    public var nearNamesByRole: [SpecialUse: String]
+    /// The near side's hierarchy delimiter.
+    public var nearDelimiter: Character
+
+    public init(nearNamesByRole: [SpecialUse: String] = [:], nearDelimiter: Character = "/") {
+        self.nearNamesByRole = nearNamesByRole
+        self.nearDelimiter = nearDelimiter
+    }
+
+    /// The near name for a far mailbox: the role's configured name, or the
+    /// same path with the near delimiter.
+    public func nearName(for far: MailboxInfo) -> String {
+        if let role = far.role, let name = nearNamesByRole[role] { return name }
+        return Self.translate(far.name, from: far.delimiter, to: nearDelimiter)
+    }
+
+    /// The far name and role for a near folder: the far mailbox holding the
+    /// same role if there is one, else the same path with the far delimiter.
+    public func farName(for near: MailboxInfo, farDelimiter: Character?, farNamesByRole: [SpecialUse: String]) -> (name: String, role: SpecialUse?) {
+        let role = near.role ?? nearNamesByRole.first { $0.value == near.name }?.key
+        if let role, let existing = farNamesByRole[role] { return (existing, role) }
+        return (Self.translate(near.name, from: near.delimiter ?? nearDelimiter, to: farDelimiter ?? "/"), role)
+    }
+
+    static func translate(_ name: String, from source: Character?, to destination: Character) -> String {
+        guard let source, source != destination else { return name }
+        return String(name.map { $0 == source ? destination : $0 })
+    }
+}
+
+/// Everything a run of one account can be told.
+public struct SyncOptions: Sendable, Hashable {
+    public var direction: SyncDirection
+    /// `--dry-run`: plan and report, change nothing (stores nor state).
+    public var dryRun: Bool
+    public var expungePolicy: ExpungePolicy
+    public var massDeletion: MassDeletionGuard
+    /// How many mailbox pairs are synced at once, each on its own pair of
+    /// store handles.
+    public var maxConcurrentMailboxes: Int
+    public var mapping: MailboxMapping
+    /// Copies are journaled and confirmed in batches of this many messages.
+    public var copyBatchSize: Int
+
+    public init(direction: SyncDirection = .both, dryRun: Bool = false, expungePolicy: ExpungePolicy = .propagate,
+                massDeletion: MassDeletionGuard = MassDeletionGuard(), maxConcurrentMailboxes: Int = 4,
+                mapping: MailboxMapping = MailboxMapping(), copyBatchSize: Int = 50) {
+        self.direction = direction
+        self.dryRun = dryRun
+        self.expungePolicy = expungePolicy
+        self.massDeletion = massDeletion
+        self.maxConcurrentMailboxes = max(1, maxConcurrentMailboxes)
+        self.mapping = mapping
+        self.copyBatchSize = max(1, copyBatchSize)
+    }
+}

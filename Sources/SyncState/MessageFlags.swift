@@ -1,0 +1,58 @@
+import Foundation
+import GRDB
+
+/// The flags and keywords of a message at the last sync, in one canonical
+/// form.
+///
+/// The engine decides what changed by comparing the far side, the near side
+/// and this remembered set (three-way merge), so two spellings of the same set
+/// must compare equal: names are de-duplicated and sorted by byte order, and
+/// stored as one space-separated text column (`"$Forwarded \Flagged \Seen"`)
+/// that stays readable in `sqlite3`. Case is kept as given: mapping IMAP's
+/// case-insensitive system flags to one spelling is the engine's decision.
+public struct MessageFlags: Hashable, Sendable, Codable, DatabaseValueConvertible, CustomStringConvertible {
+    /// Sorted, unique flag and keyword names.
+    public let names: [String]
+
+    public init(_ names: some Sequence<String>) {
+        let cleaned = names.compactMap { name -> String? in
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            return trimmed.isEmpty ? nil : trimmed
+        }
+        self.names = Array(Set(cleaned)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    public static let none = MessageFlags([String]())
+
+    /// Parses the stored text form.
+    public init(text: String) {
+        self.init(text.split(separator: " ").map(String.init))
+    }
+
+    public var text: String { names.joined(separator: " ") }
+    public var description: String { text }
+    public var isEmpty: Bool { names.isEmpty }
+
+    public func contains(_ name: String) -> Bool { names.contains(name) }
+
+    public var databaseValue: DatabaseValue { text.databaseValue }
+
+    public static func fromDatabaseValue(_ dbValue: DatabaseValue) -> MessageFlags? {
+        String.fromDatabaseValue(dbValue).map { MessageFlags(text: $0) }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        self.init(text: try decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(text)
+    }
+}
+
+extension MessageFlags: ExpressibleByArrayLiteral {
+    public init(arrayLiteral elements: String...) {
+        self.init(elements)
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import IMAPClient
+import IMAPCodec
+import Maildir
+import SyncState
+import TestSupport
+
+// Prints the figures the issues ask for. Speed targets are checked by these
+// numbers, not by timed unit tests (which are flaky on shared 2-core machines).
+//
+//   ferrymail-bench parser [--bytes N]      response parser on a synthetic FETCH stream
+//   ferrymail-bench fetch [--messages N]    2,000 × ~65 KB from a private Dovecot: pipelined vs one at a time
+//   ferrymail-bench maildir                 100,000-message scan, 10,000 × 20 KB durable deliveries
+//   ferrymail-bench state                   100,000 pair inserts
+//   ferrymail-bench all
+
+func peakRSSMegabytes() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kb = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") else { return 0 }
+    return kb / 1024
+}
+
+func option(_ name: String, _ arguments: [String], default value: Int) -> Int {
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count, let n = Int(arguments[index + 1]) else { return value }
+    return n
+}
+
+func benchParser(_ arguments: [String]) {
+    let total = option("--bytes", arguments, default: 1_000_000_000)
+    let result = ParserBenchmark.run(totalBytes: total)
+    print(String(format: "parser: %d MB of FETCH responses in %.2f s = %.0f MB/s (peak RSS so far %.1f MB)",
+                 total / 1_000_000, result.seconds, result.megabytesPerSecond, peakRSSMegabytes()))
+}
+
+func benchFetch(_ arguments: [String]) async throws {
+    let count = option("--messages", arguments, default: 2_000)
+    let server = try await DovecotServer.start(.init())
+    defer { server.stop() }
+    let user = server.users[0]
+    let messages = Corpus.messages(count: count, size: 65_000)
+    _ = try server.seedMaildir(user: user.name, messages: messages)
+    // Dovecot indexes a freshly seeded Maildir on first access; do that outside the timing.
+    _ = try server.doveadm(["mailbox", "status", "-u", user.name, "messages", "INBOX"])
+    for pipelined in [true, false, true] {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferrymail-fetch-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let report = try await FetchBenchmark.run(host: server.host, port: server.plainPort, user: user.name,
+                                                  password: user.password, outputDirectory: directory, pipelined: pipelined)
+        print("fetch: \(report)")
+    }
+    print(String(format: "fetch: peak RSS of the whole benchmark process %.1f MB", peakRSSMegabytes()))
+}
+
+func benchMaildir() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferrymail-maildir-bench-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    print("maildir: \(try MaildirBenchmark.measureScan(directory: directory + "/scan", messageCount: 100_000))")
+    print("maildir: \(try MaildirBenchmark.measureDelivery(directory: directory + "/deliver", messageCount: 10_000))")
+}
+
+func benchState() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferrymail-state-bench-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    print("state: \(try StateBenchmark.insertPairs(count: 100_000, batchSize: 5_000, in: directory))")
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let mode = arguments.first ?? "all"
+do {
+    switch mode {
+    case "parser": benchParser(arguments)
+    case "fetch": try await benchFetch(arguments)
+    case "maildir": try benchMaildir()
+    case "state": try benchState()
+    case "all":
+        benchParser(arguments)
+        try benchState()
+        try benchMaildir()
+        try await benchFetch(arguments)
+    default:
+        print("usage: ferrymail-bench [parser|fetch|maildir|state|all] [--bytes N] [--messages N]")
+        exit(2)
+    }
+} catch {
+    print("benchmark failed: \(error)")
+    exit(1)
+}

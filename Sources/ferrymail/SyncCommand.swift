@@ -1,0 +1,140 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import Logging
+import MailStores
+import SyncEngine
+import SyncState
+
+/// `ferrymail sync`: one two-way run over every configured account (or the
+/// ones named), accounts in parallel, each account's folders over up to
+/// `connections_per_account` connections.
+struct SyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync",
+        abstract: "Synchronise the configured accounts with their Maildirs, both ways.",
+        discussion: """
+            Exit codes: 0 all synced; 1 some accounts or folders failed (the others were synced; \
+            the errors say why and how to recover); 2 usage or configuration error.
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Flag(name: .long, help: "Print the plan per folder and change nothing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Only carry changes from the server to the Maildir.")
+    var pull = false
+
+    @Flag(name: .long, help: "Only carry changes from the Maildir to the server.")
+    var push = false
+
+    @Flag(name: .long, help: "Let this run delete more than the configured share of a folder (mass-deletion guard).")
+    var allowMassDelete = false
+
+    func validate() throws {
+        if pull && push { throw ValidationError("--pull and --push exclude each other; give neither for a two-way sync") }
+    }
+
+    func run() async throws {
+        let config = try common.loadConfiguration()
+        let accounts = try common.selectedAccounts(config)
+        let level = common.bootstrapLogging(config)
+        let logger = Logger(label: "ferrymail.sync")
+        let state: StateStore
+        do {
+            state = try StateStore.open(at: config.general.statePath)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        defer { try? state.close() }
+        let direction: SyncDirection = pull ? .pull : push ? .push : .both
+        let connections = config.general.connectionsPerAccount
+        let dryRun = self.dryRun
+        let allowMassDelete = self.allowMassDelete
+        let wireTrace = level == .trace
+
+        // Secrets are resolved up front and one at a time: a password command may
+        // prompt (pinentry), and prompts must not interleave.
+        var prepared: [(AccountConfiguration, String)] = []
+        var failed = 0
+        for account in accounts {
+            do {
+                prepared.append((account, try account.secret.resolve()))
+            } catch {
+                printError("account \"\(account.name)\": \(error)")
+                failed += 1
+            }
+        }
+
+        let outcomes = await withTaskGroup(of: (String, Result<SyncReport, any Error>, Duration).self) { group in
+            for (account, secret) in prepared {
+                group.addTask {
+                    let start = ContinuousClock.now
+                    let stores = AccountStores(account: account, secret: secret, connectionsPerAccount: connections,
+                                               direction: direction, dryRun: dryRun, allowMassDelete: allowMassDelete,
+                                               wireTrace: wireTrace, logger: logger)
+                    let engine = SyncEngine(account: account.name, state: state, far: stores.far, near: stores.near,
+                                            options: stores.options, logger: logger)
+                    do {
+                        let report = try await engine.run()
+                        return (account.name, .success(report), ContinuousClock.now - start)
+                    } catch {
+                        return (account.name, .failure(error), ContinuousClock.now - start)
+                    }
+                }
+            }
+            var results: [(String, Result<SyncReport, any Error>, Duration)] = []
+            for await outcome in group { results.append(outcome) }
+            return results.sorted { $0.0 < $1.0 }
+        }
+
+        for (name, result, elapsed) in outcomes {
+            switch result {
+            case .success(let report):
+                print(SyncReportText.render(report, elapsed: elapsed))
+                if !report.succeeded { failed += 1 }
+            case .failure(let error):
+                print("account \"\(name)\": failed: \(error)")
+                failed += 1
+            }
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Human-readable run reports: ↓ is server → Maildir, ↑ is Maildir → server.
+enum SyncReportText {
+    static func render(_ report: SyncReport, elapsed: Duration) -> String {
+        var lines: [String] = []
+        let c = report.counts
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let prefix = report.dryRun ? "dry run, nothing changed: would" : "done in \(String(format: "%.1f", seconds)) s:"
+        let skipped = report.mailboxes.filter(\.skipped).count
+        lines.append("account \"\(report.account)\" \(prefix) new ↓\(c.fetched) ↑\(c.appended), flags \(c.flagsChanged), "
+                     + "deleted ↓\(c.expungedNear) ↑\(c.expungedFar), moved \(c.moved); "
+                     + "\(report.mailboxes.count) folders (\(skipped) unchanged, skipped)")
+        for change in report.folderChanges { lines.append("  folder: \(change)") }
+        for move in report.moves { lines.append("  moved on \(move.movedOn.rawValue): \(move.key) \(move.from) → \(move.to)") }
+        for mailbox in report.mailboxes.sorted(by: { $0.farName < $1.farName }) {
+            if let plan = mailbox.plan, report.dryRun {
+                if plan.isEmpty { continue }
+                lines.append("  \(mailbox.farName): new ↓\(plan.copies.near.count) ↑\(plan.copies.far.count), "
+                             + "flags ↓\(plan.flagUpdateCount(on: .near)) ↑\(plan.flagUpdateCount(on: .far)), "
+                             + "deletions ↓\(plan.removals.near.count + plan.trash.near.count) "
+                             + "↑\(plan.removals.far.count + plan.trash.far.count), pairings \(plan.pairings.count)")
+            } else if mailbox.copied.far + mailbox.copied.near + mailbox.flagsChanged.far + mailbox.flagsChanged.near
+                        + mailbox.deleted.far + mailbox.deleted.near + mailbox.paired > 0 {
+                lines.append("  \(mailbox.farName): new ↓\(mailbox.copied.near) ↑\(mailbox.copied.far), "
+                             + "flags ↓\(mailbox.flagsChanged.near) ↑\(mailbox.flagsChanged.far), "
+                             + "deleted ↓\(mailbox.deleted.near) ↑\(mailbox.deleted.far)"
+                             + (mailbox.paired > 0 ? ", paired \(mailbox.paired)" : ""))
+            }
+            if let error = mailbox.error { lines.append("  \(mailbox.farName): error: \(error)") }
+        }
+        for error in report.errors { lines.append("  error: \(error)") }
+        return lines.joined(separator: "\n")
+    }
+}
