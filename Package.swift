@@ -71,17 +71,27 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "Archive",
+            dependencies: [
+                "SyncEngine", "SyncState", "Digest",
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["FORMAT.md"]
+        ),
         .executableTarget(
             name: "ferrymail",
             dependencies: [
-                "IMAPClient", "Maildir", "SyncState", "Configuration", "SyncEngine", "MailStores",
+                "IMAPClient", "Maildir", "SyncState", "Configuration", "SyncEngine", "MailStores", "Archive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "ferrymail-bench",
-            dependencies: ["IMAPCodec", "IMAPClient", "Maildir", "SyncState", "TestSupport"]
+            dependencies: ["IMAPCodec", "IMAPClient", "Maildir", "SyncState", "TestSupport", "Archive", "SyncEngine"]
         ),
         .executableTarget(
             name: "ferrymail-demo",
@@ -128,6 +138,14 @@ let package = Package(
         .testTarget(
             name: "SyncEngineTests",
             dependencies: ["SyncEngine", "SyncState", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "MailStoresTests",
+            dependencies: ["MailStores", "SyncEngine", "SyncState", "IMAPClient", "Maildir", "TestSupport"]
+        ),
+        .testTarget(
+            name: "ArchiveTests",
+            dependencies: ["Archive", "SyncEngine", "SyncState", "Digest", "TestSupport"]
         ),
         .testTarget(
             name: "SyncStateTests",

@@ -30,6 +30,9 @@ enum CommandRole: Sendable, Hashable {
     case fetch(UIDSet)
     /// UID STORE (not .SILENT or with UNCHANGEDSINCE): owns FETCH responses for its UIDs.
     case store(UIDSet)
+    /// UID MOVE: RFC 6851 §4.3 sends COPYUID in an untagged OK before the
+    /// expunges, so the untagged condition belongs to the command.
+    case move
     case idle
     case logout
 
@@ -56,6 +59,9 @@ enum CommandRole: Sendable, Hashable {
         case (.select, .flags), (.select, .exists), (.select, .recent), (.select, .vanished(_, earlier: true)),
             (.select, .condition): return true
         case (.fetch, .vanished(_, earlier: true)): return true
+        case (.move, .condition(let condition)):
+            if case .copyUID? = condition.text.code { return true }
+            return false
         default: return false
         }
     }

@@ -267,7 +267,7 @@ extension IMAPConnection {
     public func uidMove(_ uids: UIDSet, to mailbox: String) async throws -> CopyResult {
         let name = try mailboxName(mailbox)
         if capabilities.contains(.move) || capabilities.contains(.imap4rev2) {
-            let outcome = try await run(.uidMove(uids, name))
+            let outcome = try await run(.uidMove(uids, name), role: .move)
             if case .copyUID? = outcome.tagged.text.code { return Self.copyResult(outcome) }
             for case .condition(let condition) in outcome.untagged {
                 if case .copyUID(let validity, let source, let destination)? = condition.text.code {

@@ -307,7 +307,8 @@ public actor IMAPConnection {
                 try await sink.bodyBegin(message: record.current ?? FetchedMessage(sequenceNumber: 0), section: section, size: size)
             case .bodyBytes(let bytes): try await sink.bodyBytes(bytes)
             case .bodyEnd: try await sink.bodyEnd()
-            case .finish: try await sink.messageFinished(record.messages.last ?? FetchedMessage(sequenceNumber: 0))
+            // `record` is the copy taken before this message was appended; read the live one.
+            case .finish: try await sink.messageFinished(records[owner]?.messages.last ?? FetchedMessage(sequenceNumber: 0))
             case .start, .attribute: break
             }
         } catch {

@@ -54,7 +54,7 @@ public struct AccountStores: Sendable {
             massDeletion: MassDeletionGuard(share: account.policy.massDeleteThreshold,
                                             minimumMessages: SyncPolicy.massDeleteGuardMinimumMessages, allow: allowMassDelete),
             maxConcurrentMailboxes: connectionsPerAccount,
-            mapping: MailboxMapping(nearNamesByRole: byRole, nearDelimiter: "/"))
+            mapping: MailboxMapping(nearNamesByRole: byRole, nearDelimiter: "/", nearNamesByFarName: names.serverToLocal))
     }
 }
 
@@ -91,6 +91,7 @@ public struct FilteredStore: MailStore {
     }
     public func setFlags(_ changes: [FlagChange], in mailbox: String) async throws { try await inner.setFlags(changes, in: mailbox) }
     public func expunge(_ keys: [MessageKey], in mailbox: String) async throws { try await inner.expunge(keys, in: mailbox) }
+    public func flush(_ mailbox: String) async throws { try await inner.flush(mailbox) }
     public func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey] {
         try await inner.move(keys, from: source, to: destination)
     }

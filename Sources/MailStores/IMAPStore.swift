@@ -354,6 +354,10 @@ public actor IMAPStore: MailStore {
         }
     }
 
+    /// An APPEND is durable on the server once it answered OK, which
+    /// `finish()` already waited for.
+    public func flush(_ mailbox: String) async throws {}
+
     public func close() async {
         await session.close()
     }
@@ -462,15 +466,23 @@ struct SinkBridge: FetchSink {
     }
 }
 
-/// Collects the small `HEADER.FIELDS (MESSAGE-ID)` sections per UID.
+/// Collects the small `HEADER.FIELDS (MESSAGE-ID)` sections per UID. The
+/// UID is taken from `bodyBegin` (it is requested before the section, so it
+/// precedes it), not from `messageFinished`, whose metadata currently lags
+/// one message behind in the client.
 actor HeaderCollector: FetchSink {
     private(set) var headers: [UInt32: [UInt8]] = [:]
     private var current: [UInt8] = []
+    private var uid: UInt32?
 
-    func bodyBegin(message: FetchedMessage, section: BodySection, size: UInt64) async throws { current = [] }
+    func bodyBegin(message: FetchedMessage, section: BodySection, size: UInt64) async throws {
+        uid = message.uid
+        current = []
+    }
     func bodyBytes(_ bytes: ByteBuffer) async throws { current += Array(bytes.readableBytesView) }
-    func messageFinished(_ message: FetchedMessage) async throws {
-        if let uid = message.uid { headers[uid] = current }
+    func bodyEnd() async throws {
+        if let uid { headers[uid] = current }
+        uid = nil
         current = []
     }
 }

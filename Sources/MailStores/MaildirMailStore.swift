@@ -26,10 +26,10 @@ import Glibc
 ///   download, when the message has no Message-ID; it is only paid for
 ///   folders whose scan token changed.
 /// - **Durability**: a delivered file is fsynced before its rename, and the
-///   directory is fsynced before `finish()` returns, because the engine
-///   records the pair right after the batch and the protocol has no later
-///   hook: a rename lost in a crash after that would read as a local
-///   deletion and delete the server's copy. Flag renames are not fsynced
+///   folder's directories are fsynced in `flush(_:)`, which the engine calls
+///   once per copy batch before recording the batch as synced: a rename lost
+///   in a crash after that would read as a local deletion and delete the
+///   server's copy. Flag renames are not fsynced
 ///   (a lost one is redone by the next sync); expunges and moves fsync the
 ///   directories once per call.
 /// - **Transfer ids** are not kept: `MessageDelivery` owns the unique part
@@ -192,6 +192,10 @@ public actor MaildirMailStore: MailStore {
             return MaildirAppendWriter(account: account, mailbox: mailbox, delivery: delivery, size: envelope.size,
                                        flags: Self.maildirFlags(envelope.flags), internalDate: envelope.internalDate, toNew: toNew)
         }
+    }
+
+    public func flush(_ mailbox: String) async throws {
+        try run(mailbox, "syncing the folder to disk") { try self.folder(mailbox).syncDirectories() }
     }
 
     // MARK: - Changing messages
@@ -366,7 +370,7 @@ actor MaildirAppendWriter: AppendWriter {
         done = true
         do {
             let entry = try delivery.commit(flags: flags, internalDate: internalDate.map { Date(timeIntervalSince1970: TimeInterval($0)) },
-                                            toNew: toNew, syncDirectory: true)
+                                            toNew: toNew, syncDirectory: false)
             return .name(entry.baseName)
         } catch {
             throw MailStoreError.maildir(account: account, mailbox: mailbox, operation: "committing delivery", cause: "\(error)")

@@ -303,10 +303,18 @@ public protocol MailStore: Sendable {
     /// Moves messages; returns the new keys it knows (COPYUID), which may be
     /// fewer than moved. Only called when `capabilities.move`.
     func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey]
+    /// Makes every append to `mailbox` finished so far durable. The engine
+    /// calls it once per copy batch, before it records the batch's copies as
+    /// complete, so a store can pay for durability (a Maildir's directory
+    /// fsync) once per batch instead of once per message. Deliberately
+    /// without a default: a decorator that forgot to forward it would
+    /// silently give up durability.
+    func flush(_ mailbox: String) async throws
     /// Releases the connection or handle; the engine calls it for every
     /// handle it got from a `StoreFactory`.
     func close() async
 }
+
 
 /// Hands out store handles: one per concurrently synced mailbox pair, plus
 /// one for account-wide work. An IMAP factory opens a connection; a Maildir

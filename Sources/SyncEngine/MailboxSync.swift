@@ -333,7 +333,11 @@ struct MailboxSync: Sendable {
                     }
                 }
             }
-            if !completions.isEmpty { try st { try state.completeCopies(completions) } }
+            if !completions.isEmpty {
+                // Durable on the destination before the state calls it synced.
+                try await io(destination, "flushing \(names[destination])") { try await stores[destination].flush(names[destination]) }
+                try st { try state.completeCopies(completions) }
+            }
             if !cancelled.isEmpty { try st { try state.cancelCopies(transferIds: cancelled) } }
             copied += completions.count
         }

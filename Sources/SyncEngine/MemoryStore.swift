@@ -247,6 +247,9 @@ public actor MemoryStore: MailStore {
         return configuration.appendReturnsKeys || configuration.keyKind == .name ? moved : [:]
     }
 
+    /// Memory is as durable as it gets here.
+    public func flush(_ mailbox: String) async throws {}
+
     public func close() async {}
 
     // MARK: - Internals

@@ -109,6 +109,11 @@ public struct FaultInjectingStore: MailStore {
         return moved
     }
 
+    public func flush(_ mailbox: String) async throws {
+        try await schedule.checkAlive()
+        try await inner.flush(mailbox)
+    }
+
     public func close() async {
         await inner.close()
     }
@@ -179,5 +184,8 @@ public struct ReadOnlyStore: MailStore {
     public func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey] {
         throw SyncError.dryRunViolation(account: account, operation: "MOVE from \(source) to \(destination)")
     }
+    /// A dry run appends nothing, so there is nothing to make durable.
+    public func flush(_ mailbox: String) async throws {}
+
     public func close() async { await inner.close() }
 }

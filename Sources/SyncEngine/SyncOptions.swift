@@ -40,15 +40,21 @@ public struct MailboxMapping: Sendable, Hashable {
     public var nearNamesByRole: [SpecialUse: String]
     /// The near side's hierarchy delimiter.
     public var nearDelimiter: Character
+    /// Explicit renames, far name → near name (`[account.folder_map]`,
+    /// `restore --folder-map OLD=NEW`). They win over roles: the user said so.
+    public var nearNamesByFarName: [String: String]
 
-    public init(nearNamesByRole: [SpecialUse: String] = [:], nearDelimiter: Character = "/") {
+    public init(nearNamesByRole: [SpecialUse: String] = [:], nearDelimiter: Character = "/",
+                nearNamesByFarName: [String: String] = [:]) {
         self.nearNamesByRole = nearNamesByRole
         self.nearDelimiter = nearDelimiter
+        self.nearNamesByFarName = nearNamesByFarName
     }
 
-    /// The near name for a far mailbox: the role's configured name, or the
-    /// same path with the near delimiter.
+    /// The near name for a far mailbox: an explicit rename, the role's
+    /// configured name, or the same path with the near delimiter.
     public func nearName(for far: MailboxInfo) -> String {
+        if let name = nearNamesByFarName[far.name] { return name }
         if let role = far.role, let name = nearNamesByRole[role] { return name }
         return Self.translate(far.name, from: far.delimiter, to: nearDelimiter)
     }
@@ -56,6 +62,9 @@ public struct MailboxMapping: Sendable, Hashable {
     /// The far name and role for a near folder: the far mailbox holding the
     /// same role if there is one, else the same path with the far delimiter.
     public func farName(for near: MailboxInfo, farDelimiter: Character?, farNamesByRole: [SpecialUse: String]) -> (name: String, role: SpecialUse?) {
+        if let far = nearNamesByFarName.first(where: { $0.value == near.name })?.key {
+            return (far, near.role)
+        }
         let role = near.role ?? nearNamesByRole.first { $0.value == near.name }?.key
         if let role, let existing = farNamesByRole[role] { return (existing, role) }
         return (Self.translate(near.name, from: near.delimiter ?? nearDelimiter, to: farDelimiter ?? "/"), role)

@@ -97,6 +97,21 @@ public enum StateSchema {
                 t.column("lastErrorAt", .datetime)
             }
         }
+        // Backups made by `ferrymail backup`, so `--incremental` finds the chain
+        // it extends without the user naming earlier archives.
+        migrator.registerMigration("v2-archives") { db in
+            try db.create(table: ArchiveRecord.databaseTableName) { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("accountId", .integer).notNull()
+                    .references(AccountRecord.databaseTableName, onDelete: .cascade)
+                t.column("archiveId", .text).notNull().unique()
+                t.column("path", .text).notNull()
+                t.column("previousArchiveId", .text)
+                t.column("createdAt", .datetime).notNull()
+                t.column("messages", .integer).notNull()
+                t.column("bytes", .integer).notNull()
+            }
+        }
         return migrator
     }
 }

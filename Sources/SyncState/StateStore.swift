@@ -582,7 +582,7 @@ public final class StateStore: Sendable {
 
     // MARK: - Plumbing
 
-    private func write<T>(_ body: (Database) throws -> T) throws(StateError) -> T {
+    func write<T>(_ body: (Database) throws -> T) throws(StateError) -> T {
         do {
             return try writer.write(body)
         } catch {
@@ -590,7 +590,7 @@ public final class StateStore: Sendable {
         }
     }
 
-    private func read<T>(_ body: (Database) throws -> T) throws(StateError) -> T {
+    func read<T>(_ body: (Database) throws -> T) throws(StateError) -> T {
         do {
             return try writer.read(body)
         } catch {

@@ -3,6 +3,7 @@ import IMAPClient
 import IMAPCodec
 import Maildir
 import SyncState
+import Archive
 import TestSupport
 
 // Prints the figures the issues ask for. Speed targets are checked by these
@@ -12,6 +13,10 @@ import TestSupport
 //   ferrymail-bench fetch [--messages N]    2,000 × ~65 KB from a private Dovecot: pipelined vs one at a time
 //   ferrymail-bench maildir                 100,000-message scan, 10,000 × 20 KB durable deliveries
 //   ferrymail-bench state                   100,000 pair inserts
+//   ferrymail-bench sync [--messages N] [--size BYTES] [--ferrymail PATH]
+//                                           ferrymail sync vs mbsync: initial, no-op, after changes
+//   ferrymail-bench archive [--messages N] [--size BYTES]
+//                                           backup and restore throughput, compression ratio, peak RSS
 //   ferrymail-bench all
 
 func peakRSSMegabytes() -> Double {
@@ -66,6 +71,17 @@ func benchState() throws {
     print("state: \(try StateBenchmark.insertPairs(count: 100_000, batchSize: 5_000, in: directory))")
 }
 
+func benchArchive(_ arguments: [String]) async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferrymail-archive-bench-\(UUID())").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let level = Int32(option("--level", arguments, default: 6))
+    let result = try await ArchiveBenchmark.run(messages: option("--messages", arguments, default: 2_000),
+                                                messageSize: option("--size", arguments, default: 70_000),
+                                                directory: directory, options: ArchiveWriterOptions(compressionLevel: level))
+    print("archive: \(result)")
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 let mode = arguments.first ?? "all"
 do {
@@ -74,13 +90,19 @@ do {
     case "fetch": try await benchFetch(arguments)
     case "maildir": try benchMaildir()
     case "state": try benchState()
+    case "sync":
+        let binary = arguments.firstIndex(of: "--ferrymail").map { arguments[$0 + 1] }
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ferrymail").path
+        try await SyncBenchmark.run(ferrymail: binary, messages: option("--messages", arguments, default: 2_048),
+                                    size: option("--size", arguments, default: 50_000))
+    case "archive": try await benchArchive(arguments)
     case "all":
         benchParser(arguments)
         try benchState()
         try benchMaildir()
         try await benchFetch(arguments)
     default:
-        print("usage: ferrymail-bench [parser|fetch|maildir|state|all] [--bytes N] [--messages N]")
+        print("usage: ferrymail-bench [parser|fetch|maildir|state|sync|archive|all] [--bytes N] [--messages N] [--size BYTES]")
         exit(2)
     }
 } catch {

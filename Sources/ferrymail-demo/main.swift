@@ -58,6 +58,7 @@ do {
     let server = try await DovecotServer.start(.init())
     defer { server.stop() }
     let alice = server.users[0]
+    let bob = server.users[1]
     _ = try server.seedMaildir(user: alice.name, mailbox: "INBOX", messages: Corpus.messages(count: 40, size: 6_000), flags: [])
     _ = try server.seedMaildir(user: alice.name, mailbox: "INBOX", messages: Corpus.messages(count: 10, size: 3_000, startIndex: 40),
                                flags: ["\\Seen", "\\Flagged"])
@@ -71,9 +72,12 @@ do {
 
     let work = try TemporaryDirectory.create(prefix: "ferrymail-demo").path
     let passwordFile = work + "/password"
-    guard FileManager.default.createFile(atPath: passwordFile, contents: Data((alice.password + "\n").utf8),
-                                         attributes: [.posixPermissions: 0o600]) else {
-        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: passwordFile])
+    let bobPasswordFile = work + "/bob-password"
+    for (file, password) in [(passwordFile, alice.password), (bobPasswordFile, bob.password)] {
+        guard FileManager.default.createFile(atPath: file, contents: Data((password + "\n").utf8),
+                                             attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: file])
+        }
     }
     let maildir = work + "/Mail"
     let config = work + "/config.toml"
@@ -92,6 +96,17 @@ do {
         password_file = "\(passwordFile)"
         maildir = "\(maildir)"
 
+        # A second, empty account on the same server: the demo restores the backup into it.
+        [[account]]
+        name = "new-server"
+        host = "\(server.host)"
+        port = \(server.plainPort)
+        security = "starttls"
+        ca_file = "\(server.caCertificatePath)"
+        user = "\(bob.name)"
+        password_file = "\(bobPasswordFile)"
+        maildir = "\(work)/Mail-new-server"
+
         """
     try toml.write(toFile: config, atomically: true, encoding: .utf8)
     print("configuration: \(config)")
@@ -100,7 +115,7 @@ do {
     try ferrymail(binary, ["check", "--config", config])
 
     banner("First sync: everything comes down")
-    try ferrymail(binary, ["sync", "--config", config])
+    try ferrymail(binary, ["sync", "--config", config, "--account", "demo"])
     for (folder, count) in localSummary(maildir) { print("  local \(folder): \(count) messages") }
 
     banner("Changes on both sides")
@@ -120,15 +135,26 @@ do {
     }
 
     banner("Second sync: the changes cross over")
-    try ferrymail(binary, ["sync", "--config", config])
+    try ferrymail(binary, ["sync", "--config", config, "--account", "demo"])
     let serverFlags = try server.doveadm(["-f", "flow", "fetch", "-u", alice.name, "uid flags", "mailbox", "INBOX", "FLAGGED"])
     print("server now shows these INBOX messages \\Flagged:\n" + serverFlags)
 
     banner("Third sync: nothing left to do")
-    try ferrymail(binary, ["sync", "--config", config])
+    try ferrymail(binary, ["sync", "--config", config, "--account", "demo"])
 
     banner("ferrymail status")
-    try ferrymail(binary, ["status", "--config", config])
+    try ferrymail(binary, ["status", "--config", config, "--account", "demo"])
+
+    banner("Backup: one compressed archive of the account, then verify it")
+    let archive = work + "/demo-backup.tar.gz"
+    try ferrymail(binary, ["backup", "--config", config, "--account", "demo", "--output", archive])
+    try ferrymail(binary, ["verify-archive", archive])
+
+    banner("Restore the archive into an empty account (bob on the same server), twice")
+    try ferrymail(binary, ["restore", "--config", config, "--to-account", "new-server", "--archive", archive])
+    try ferrymail(binary, ["restore", "--config", config, "--to-account", "new-server", "--archive", archive])
+    let restored = try server.doveadm(["mailbox", "status", "-u", bob.name, "-t", "messages", "*"])
+    print("bob's account now holds \(restored.trimmingCharacters(in: .whitespacesAndNewlines)) messages in all folders")
 
     if keep {
         print("\nKept \(work) (Maildir in \(maildir)). Dovecot stops now.")

@@ -14,7 +14,7 @@ struct SchemaTests {
         try queue.read { db in
             #expect(try migrator.hasCompletedMigrations(db))
             #expect(try migrator.appliedIdentifiers(db) == Set(StateSchema.migrationNames))
-            for table in ["account", "mailboxPair", "messagePair", "runJournal", "daemonStatus"] {
+            for table in ["account", "mailboxPair", "messagePair", "runJournal", "daemonStatus", "archive"] {
                 #expect(try db.tableExists(table), "missing table \(table)")
             }
             let indexes = try db.indexes(on: "messagePair").map(\.name)
