@@ -141,7 +141,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MailStoresTests",
-            dependencies: ["MailStores", "SyncEngine", "SyncState", "IMAPClient", "Maildir", "TestSupport"]
+            dependencies: ["MailStores", "SyncEngine", "SyncState", "IMAPClient", "Maildir", "TestSupport", "Archive"]
         ),
         .testTarget(
             name: "ArchiveTests",

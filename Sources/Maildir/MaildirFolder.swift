@@ -25,9 +25,12 @@ public struct FileStamp: Sendable, Hashable {
 /// Directory mtimes have a coarse granularity on Linux (one timer tick, and
 /// a whole second on some file systems), so a change in the same tick as
 /// the previous scan leaves the mtime unchanged. A token therefore only
-/// proves "unchanged" when its directories were last modified at least
-/// ``settleInterval`` before it was taken; until then `scanIfChanged`
-/// rescans, as Dovecot does with its "dirty" maildir state.
+/// proves "unchanged" when its directories were last modified at least a
+/// settle interval before it was taken; until then `scanIfChanged` rescans,
+/// as Dovecot does with its "dirty" maildir state. The interval is
+/// ``fineSettleInterval`` (many timer ticks) when the stamps show sub-second
+/// precision (ext4, xfs, btrfs, tmpfs), ``settleInterval`` when they are
+/// whole seconds — so a sync right after another can still skip folders.
 public struct ScanToken: Sendable, Hashable {
     public let cur: FileStamp
     public let new: FileStamp
@@ -37,10 +40,13 @@ public struct ScanToken: Sendable, Hashable {
     public let takenAt: Double
 
     public static let settleInterval: Double = 2
+    public static let fineSettleInterval: Double = 0.1
 
     public var isSettled: Bool {
-        let latest = [cur, new, keywords].compactMap { $0 }.map { Double($0.seconds) + Double($0.nanoseconds) / 1e9 }.max() ?? 0
-        return takenAt - latest >= Self.settleInterval
+        let stamps = [cur, new, keywords].compactMap { $0 }
+        let latest = stamps.map { Double($0.seconds) + Double($0.nanoseconds) / 1e9 }.max() ?? 0
+        let fine = stamps.contains { $0.nanoseconds != 0 }
+        return takenAt - latest >= (fine ? Self.fineSettleInterval : Self.settleInterval)
     }
 
     /// True when both tokens describe the same directory states.

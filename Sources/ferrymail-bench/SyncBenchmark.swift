@@ -13,8 +13,14 @@ enum SyncBenchmark {
         var status: Int32
     }
 
-    /// Runs a command to completion, output discarded unless it fails.
-    static func measure(_ argv: [String], environment: [String: String] = [:]) throws -> Measurement {
+    /// Runs a command to completion, output discarded unless it fails. Peak
+    /// RSS comes from /usr/bin/time: a child spawned by this (large) process
+    /// would report this process's RSS at spawn time in its own ru_maxrss.
+    static func measure(_ command: [String], environment: [String: String] = [:]) throws -> Measurement {
+        let rssFile = FileManager.default.temporaryDirectory.appendingPathComponent("ferrymail-bench-\(UUID()).rss").path
+        defer { unlink(rssFile) }
+        let timed = FileManager.default.isExecutableFile(atPath: "/usr/bin/time")
+        let argv = timed ? ["/usr/bin/time", "-f", "%M", "-o", rssFile] + command : command
         var pid: pid_t = 0
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -38,10 +44,12 @@ enum SyncBenchmark {
         let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         if exit != 0 {
             let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            print("  \(argv[0]) exited \(exit):\n" + output.split(separator: "\n").suffix(15).joined(separator: "\n"))
+            print("  \(command[0]) exited \(exit):\n" + output.split(separator: "\n").suffix(15).joined(separator: "\n"))
         }
+        let kilobytes = timed ? Double(((try? String(contentsOfFile: rssFile, encoding: .utf8)) ?? "")
+            .split(separator: "\n").last.map(String.init) ?? "") ?? 0 : Double(usage.ru_maxrss)
         return Measurement(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-                           maxRSSMegabytes: Double(usage.ru_maxrss) / 1024, status: exit)
+                           maxRSSMegabytes: kilobytes / 1024, status: exit)
     }
 
     static func run(ferrymail: String, messages count: Int, size: Int) async throws {
@@ -122,7 +130,8 @@ enum SyncBenchmark {
 
         func round(_ name: String) throws {
             let ours = try measure([ferrymail, "sync", "--config", config])
-            var line = String(format: "sync %-28@ ferrymail %6.2f s %5.1f MB", name as NSString, ours.seconds, ours.maxRSSMegabytes)
+            var line = "sync " + name.padding(toLength: 22, withPad: " ", startingAt: 0)
+                + String(format: " ferrymail %6.2f s %5.1f MB", ours.seconds, ours.maxRSSMegabytes)
             if mbsync {
                 let theirs = try measure(["/usr/bin/mbsync", "-c", mbsyncrc, "-a", "-q"])
                 line += String(format: " | mbsync %6.2f s %5.1f MB | ×%.1f", theirs.seconds, theirs.maxRSSMegabytes,

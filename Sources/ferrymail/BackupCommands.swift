@@ -82,8 +82,21 @@ struct BackupCommand: AsyncParsableCommand {
         // Server names are kept: the archive records each folder's role itself.
         let options = SyncOptions(direction: .pull, maxConcurrentMailboxes: config.general.connectionsPerAccount,
                                   mapping: MailboxMapping(nearDelimiter: "/"))
+        // Bodies come from the synced Maildir where it is current (see MirroredIMAPStore).
+        let counter = MirrorCounter()
+        var far = stores.far
+        if FileManager.default.fileExists(atPath: config.general.statePath),
+           let mirrorState = try? StateStore.openForReading(at: config.general.statePath),
+           let mirror = try? MaildirStore(root: account.maildir, layout: account.layout == .nested ? .nested : .maildirPlusPlus,
+                                          folderNameEncoding: account.folderNameEncoding == .modifiedUTF7 ? .modifiedUTF7 : .utf8,
+                                          logger: logger) {
+            let server = stores.far
+            let name = account.name
+            far = { MirroredIMAPStore(inner: try await server(), state: mirrorState, account: name, maildir: mirror,
+                                      counter: counter, logger: logger) }
+        }
         let start = ContinuousClock.now
-        let engine = SyncEngine(account: account.name, state: runState, far: stores.far, near: { store },
+        let engine = SyncEngine(account: account.name, state: runState, far: far, near: { store },
                                 options: options, logger: logger)
         let report: SyncReport
         do {
@@ -116,6 +129,8 @@ struct BackupCommand: AsyncParsableCommand {
         print("archive \(summary.path)")
         print("  \(summary.folders) folders, \(summary.messages) messages (\(summary.storedMessages) stored, \(summary.links) links"
               + (summary.previous.isEmpty ? "" : ", incremental on \(summary.previous.count) earlier archive(s)") + ")")
+        let (mirrored, downloaded) = (await counter.fromMirror, await counter.fromServer)
+        print("  bodies: \(mirrored) from the synced Maildir, \(downloaded) downloaded")
         print(String(format: "  %.1f MB of mail → %.1f MB compressed in %.1f s (%.1f MB/s)",
                      Double(summary.messageBytes) / 1e6, Double(compressed) / 1e6, seconds,
                      Double(summary.messageBytes) / 1e6 / max(seconds, 0.001)))
