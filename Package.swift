@@ -81,17 +81,26 @@ let package = Package(
             ],
             exclude: ["FORMAT.md"]
         ),
+        .target(
+            name: "Service",
+            dependencies: [
+                "SyncEngine", "MailStores", "Configuration", "SyncState", "IMAPClient", "IMAPCodec",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "ferrymail",
             dependencies: [
-                "IMAPClient", "Maildir", "SyncState", "Configuration", "SyncEngine", "MailStores", "Archive",
+                "IMAPClient", "Maildir", "SyncState", "Configuration", "SyncEngine", "MailStores", "Archive", "Service",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "ferrymail-bench",
-            dependencies: ["IMAPCodec", "IMAPClient", "Maildir", "SyncState", "TestSupport", "Archive", "SyncEngine"]
+            dependencies: ["IMAPCodec", "IMAPClient", "Maildir", "SyncState", "TestSupport", "Archive", "SyncEngine", "Service"]
         ),
         .executableTarget(
             name: "ferrymail-demo",
@@ -146,6 +155,13 @@ let package = Package(
         .testTarget(
             name: "ArchiveTests",
             dependencies: ["Archive", "SyncEngine", "SyncState", "Digest", "TestSupport"]
+        ),
+        .testTarget(
+            name: "ServiceTests",
+            dependencies: [
+                "Service", "SyncEngine", "MailStores", "Configuration", "SyncState", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "SyncStateTests",

@@ -23,6 +23,10 @@ if [[ -f scripts/fuzz.sh ]]; then
     FUZZ_SECONDS=${FUZZ_SECONDS:-30} timeout --kill-after=30 900 bash scripts/fuzz.sh
 fi
 
+# The systemd units must pass `systemd-analyze verify` (exit 77: analyzer unavailable, skipped).
+echo "==> systemd units (scripts/verify-systemd.sh)"
+bash scripts/verify-systemd.sh || { status=$?; [[ $status -eq 77 ]] || exit "$status"; }
+
 # Swift Testing already runs tests in parallel inside one process; `--parallel` would only
 # re-parallelize XCTest cases across processes, which this project does not use.
 echo "==> swift test"

@@ -95,6 +95,34 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// Opens an existing, up-to-date state for writing *without* the process
+    /// lock, for `ferrymail backup` while the daemon holds it. Only for
+    /// appending records no sync reads or writes (the `archive` table): the
+    /// lock exists to keep two syncs off the same pairs, and SQLite itself
+    /// serialises the two processes' transactions (WAL, busy timeout).
+    public static func openShared(at path: String) throws(StateError) -> StateStore {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw .io(path: path, operation: "opening state database", errno: ENOENT)
+        }
+        var configuration = Configuration()
+        configuration.label = "ferrymail.state.shared"
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        do {
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            try pool.read { db in
+                try checkNotSuperseded(db, path: path)
+                guard try StateSchema.migrator.hasCompletedMigrations(db) else {
+                    throw StateError.database(path: path, detail: "the state was written by an older Ferrymail and needs "
+                        + "upgrading by the running daemon or sync; restart the daemon with this version first")
+                }
+            }
+            return StateStore(path: path, writer: pool, lock: nil)
+        } catch {
+            throw StateError.wrap(error, path: path)
+        }
+    }
+
     /// A fresh, private, migrated database in memory: for tests and dry runs.
     public static func inMemory() throws(StateError) -> StateStore {
         let path = ":memory:"

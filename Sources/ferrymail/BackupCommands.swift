@@ -24,7 +24,7 @@ struct BackupCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(name: .long, help: "Archive path (default: $XDG_DATA_HOME/ferrymail/backups/ACCOUNT/ACCOUNT-TIME.tar.gz).")
+    @Option(name: .long, help: "Archive file, or a directory for ACCOUNT-TIME.tar.gz (default: $XDG_DATA_HOME/ferrymail/backups/ACCOUNT/).")
     var output: String?
 
     @ArgumentParser.Flag(name: .long, help: "Store only messages absent from this account's previous archives.")
@@ -52,7 +52,7 @@ struct BackupCommand: AsyncParsableCommand {
         // read and record it, so a backup can run beside a daemon's sync.
         var chain: ArchiveChain?
         if incremental {
-            let records = try withState(config) { state in try state.archiveChain(account: state.account(named: account.name).id!) }
+            let records = try archiveRecords(config, account: account.name)
             if records.isEmpty {
                 print("no earlier archive of \"\(account.name)\" is recorded: writing a full backup")
             } else {
@@ -65,7 +65,13 @@ struct BackupCommand: AsyncParsableCommand {
                 }
             }
         }
-        let path = try output ?? defaultOutput(account: account.name)
+        let path: String
+        var isDirectory: ObjCBool = false
+        if let output, FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory), isDirectory.boolValue {
+            path = (output as NSString).appendingPathComponent(Self.archiveName(account: account.name))
+        } else {
+            path = try output ?? defaultOutput(account: account.name)
+        }
         // The engine's own pairing state for this run: an archive is written
         // once, so a fresh in-memory state is the truth about it.
         let runState = try StateStore.inMemory()
@@ -119,10 +125,11 @@ struct BackupCommand: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        try withState(config) { state in
-            try state.recordArchive(ArchiveRecord(accountId: state.account(named: account.name).id!, archiveId: summary.id,
-                                                  path: summary.path, previousArchiveId: summary.previous.last,
-                                                  messages: summary.messages, bytes: summary.messageBytes))
+        do {
+            try recordArchive(config, account: account.name, summary: summary)
+        } catch {
+            printError("warning: the archive is complete, but recording it in \(config.general.statePath) failed: \(error)\n"
+                       + "hint: a later --incremental backup will not know about it and writes a full backup")
         }
         let seconds = (ContinuousClock.now - start).seconds
         let compressed = (try? FileManager.default.attributesOfItem(atPath: summary.path)[.size] as? Int64) ?? 0
@@ -136,6 +143,40 @@ struct BackupCommand: AsyncParsableCommand {
                      Double(summary.messageBytes) / 1e6 / max(seconds, 0.001)))
     }
 
+    /// The recorded chain; read without the process lock, so it works while
+    /// the daemon runs.
+    private func archiveRecords(_ config: FerrymailConfiguration, account: String) throws -> [ArchiveRecord] {
+        let path = config.general.statePath
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        let state = try StateStore.openForReading(at: path)
+        defer { try? state.close() }
+        guard let record = try state.accounts().first(where: { $0.name == account }), let id = record.id else { return [] }
+        return try state.archiveChain(account: id)
+    }
+
+    /// Records a finished archive. Takes the process lock when it is free;
+    /// when the daemon holds it, appends through a shared connection (the
+    /// archive table is not pairing state, see `StateStore.openShared`).
+    private func recordArchive(_ config: FerrymailConfiguration, account: String, summary: ArchiveSummary) throws {
+        let path = config.general.statePath
+        let state: StateStore
+        switch Result(catching: { () throws(StateError) -> StateStore in try StateStore.open(at: path) }) {
+        case .success(let opened): state = opened
+        case .failure(.locked): state = try StateStore.openShared(at: path)
+        case .failure(let error): throw error
+        }
+        defer { try? state.close() }
+        let accountId: Int64
+        if let existing = try state.accounts().first(where: { $0.name == account }), let id = existing.id {
+            accountId = id
+        } else {
+            accountId = try state.account(named: account).id!
+        }
+        try state.recordArchive(ArchiveRecord(accountId: accountId, archiveId: summary.id, path: summary.path,
+                                              previousArchiveId: summary.previous.last,
+                                              messages: summary.messages, bytes: summary.messageBytes))
+    }
+
     private func defaultOutput(account: String) throws -> String {
         let env = ProcessInfo.processInfo.environment
         let base = env["XDG_DATA_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
@@ -143,25 +184,16 @@ struct BackupCommand: AsyncParsableCommand {
         let directory = "\(base)/ferrymail/backups/\(account)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        return "\(directory)/\(Self.archiveName(account: account))"
+    }
+
+    static func archiveName(account: String) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return "\(directory)/\(account)-\(formatter.string(from: Date())).tar.gz"
+        return "\(account)-\(formatter.string(from: Date())).tar.gz"
     }
-}
-
-/// Opens the main state database for one short transaction-sized job.
-func withState<T>(_ config: FerrymailConfiguration, _ body: (StateStore) throws -> T) throws -> T {
-    let state: StateStore
-    do {
-        state = try StateStore.open(at: config.general.statePath)
-    } catch {
-        printError("error: \(error)")
-        throw ExitCode(1)
-    }
-    defer { try? state.close() }
-    return try body(state)
 }
 
 extension Duration {

@@ -14,7 +14,7 @@ struct Ferrymail: AsyncParsableCommand {
             Exit codes: 0 everything succeeded; 1 some accounts or folders failed (the rest \
             were still synced); 2 usage or configuration error.
             """,
-        subcommands: [SyncCommand.self, CheckCommand.self, StatusCommand.self, BackupCommand.self, VerifyArchiveCommand.self, RestoreCommand.self]
+        subcommands: [SyncCommand.self, DaemonCommand.self, CheckCommand.self, StatusCommand.self, BackupCommand.self, VerifyArchiveCommand.self, RestoreCommand.self]
     )
 }
 
