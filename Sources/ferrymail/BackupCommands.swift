@@ -337,13 +337,7 @@ struct RestoreCommand: AsyncParsableCommand {
         let options = SyncOptions(direction: direction, dryRun: dryRun, expungePolicy: .keepLocal,
                                   maxConcurrentMailboxes: config.general.connectionsPerAccount, mapping: mapping)
         let runName = "restore \(target.name) ← \(sourceLabel)"
-        let state: StateStore
-        do {
-            state = try StateStore.open(at: config.general.statePath)
-        } catch {
-            printError("error: \(error)")
-            throw ExitCode(1)
-        }
+        let state = try openState(config)
         defer { try? state.close() }
         let start = ContinuousClock.now
         let engine = SyncEngine(account: runName, state: state, far: far, near: near, options: options, logger: logger)

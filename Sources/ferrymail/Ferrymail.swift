@@ -2,6 +2,7 @@ import ArgumentParser
 import Configuration
 import Foundation
 import Logging
+import SyncState
 
 /// The `ferrymail` command. Subcommands parse arguments and call into the
 /// library modules; they hold no sync logic of their own.
@@ -83,6 +84,17 @@ extension Logger.Level {
         case .warning: self = .warning
         case .error: self = .error
         }
+    }
+}
+
+/// Opens (and locks) the configuration's state database; a failure — most
+/// often another ferrymail process holding it — ends the command with exit 1.
+func openState(_ config: FerrymailConfiguration) throws -> StateStore {
+    do {
+        return try StateStore.open(at: config.general.statePath)
+    } catch {
+        printError("error: \(error)")
+        throw ExitCode(1)
     }
 }
 

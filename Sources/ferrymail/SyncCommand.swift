@@ -42,13 +42,7 @@ struct SyncCommand: AsyncParsableCommand {
         let accounts = try common.selectedAccounts(config)
         let level = common.bootstrapLogging(config)
         let logger = Logger(label: "ferrymail.sync")
-        let state: StateStore
-        do {
-            state = try StateStore.open(at: config.general.statePath)
-        } catch {
-            printError("error: \(error)")
-            throw ExitCode(1)
-        }
+        let state = try openState(config)
         defer { try? state.close() }
         let direction: SyncDirection = pull ? .pull : push ? .push : .both
         let connections = config.general.connectionsPerAccount
