@@ -340,11 +340,22 @@ struct RestoreCommand: AsyncParsableCommand {
         let state = try openState(config)
         defer { try? state.close() }
         let start = ContinuousClock.now
-        let engine = SyncEngine(account: runName, state: state, far: far, near: near, options: options, logger: logger)
+        let counter = TransferProgress()
+        let ticker = isatty(STDERR_FILENO) == 1 && !dryRun ? Task { await ProgressLine.run([target.name: counter]) } : nil
+        let engine = SyncEngine(account: runName, state: state,
+                                far: { ProgressStore(try await far(), progress: counter, isNear: false) },
+                                near: { ProgressStore(try await near(), progress: counter, isNear: true) },
+                                options: options, logger: logger)
+        let outcome: Result<SyncReport, any Error>
+        do { outcome = .success(try await engine.run()) } catch { outcome = .failure(error) }
+        if let ticker {
+            ticker.cancel()
+            await ticker.value
+        }
         let report: SyncReport
-        do {
-            report = try await engine.run()
-        } catch {
+        switch outcome {
+        case .success(let value): report = value
+        case .failure(let error):
             printError("\(runName): failed: \(error)")
             throw ExitCode(1)
         }

@@ -63,14 +63,22 @@ struct SyncCommand: AsyncParsableCommand {
             }
         }
 
+        // A live progress line on a terminal; plain log lines otherwise.
+        let progress = Dictionary(uniqueKeysWithValues: prepared.map { ($0.0.name, TransferProgress()) })
+        let ticker = isatty(STDERR_FILENO) == 1 && !dryRun ? Task { await ProgressLine.run(progress) } : nil
+
         let outcomes = await withTaskGroup(of: (String, Result<SyncReport, any Error>, Duration).self) { group in
             for (account, secret) in prepared {
+                let counter = progress[account.name]!
                 group.addTask {
                     let start = ContinuousClock.now
                     let stores = AccountStores(account: account, secret: secret, connectionsPerAccount: connections,
                                                direction: direction, dryRun: dryRun, allowMassDelete: allowMassDelete,
                                                wireTrace: wireTrace, logger: logger)
-                    let engine = SyncEngine(account: account.name, state: state, far: stores.far, near: stores.near,
+                    let far = stores.far, near = stores.near
+                    let engine = SyncEngine(account: account.name, state: state,
+                                            far: { ProgressStore(try await far(), progress: counter, isNear: false) },
+                                            near: { ProgressStore(try await near(), progress: counter, isNear: true) },
                                             options: stores.options, logger: logger)
                     do {
                         let report = try await engine.run()
@@ -83,6 +91,10 @@ struct SyncCommand: AsyncParsableCommand {
             var results: [(String, Result<SyncReport, any Error>, Duration)] = []
             for await outcome in group { results.append(outcome) }
             return results.sorted { $0.0 < $1.0 }
+        }
+        if let ticker {
+            ticker.cancel()
+            await ticker.value
         }
 
         for (name, result, elapsed) in outcomes {
@@ -130,5 +142,25 @@ enum SyncReportText {
         }
         for error in report.errors { lines.append("  error: \(error)") }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// The terminal progress line: per account, messages down and up, bytes
+/// moved and the rate, redrawn twice a second on stderr.
+enum ProgressLine {
+    static func run(_ progress: [String: TransferProgress]) async {
+        let names = progress.keys.sorted()
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(500))
+            var parts: [String] = []
+            for name in names {
+                let s = await progress[name]!.current()
+                let mb = Double(s.bytes) / 1e6
+                parts.append("\(name): ↓\(s.downloaded) ↑\(s.uploaded), "
+                             + String(format: "%.1f MB, %.1f MB/s", mb, mb / max(s.elapsed.seconds, 0.001)))
+            }
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + parts.joined(separator: " | ")).utf8))
+        }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 }
