@@ -174,6 +174,7 @@ public final class DovecotServer: Sendable {
         plainPort = chosen.plain
         tlsPort = chosen.tls
         masterPID.withLock { $0 = chosen.pid }
+        LiveServers.register(chosen.pid, directory: directory.path)
         succeeded = true
     }
 
@@ -183,6 +184,7 @@ public final class DovecotServer: Sendable {
     /// server can be `restart`ed or its Maildirs inspected after stopping.
     public func stop() {
         guard let pid = masterPID.withLock({ pid -> pid_t? in defer { pid = nil }; return pid }) else { return }
+        LiveServers.unregister(directory: directory.path)
         Self.terminate(processGroup: pid)
     }
 
@@ -198,6 +200,7 @@ public final class DovecotServer: Sendable {
                                    host: host, port: plainPort, timeout: options.startTimeout) {
             case .ready(let pid):
                 masterPID.withLock { $0 = pid }
+                LiveServers.register(pid, directory: directory.path)
                 return
             case .addressInUse(let tail):
                 if Date() > deadline { throw FixtureError.portsUnavailable(attempts: 1, logTail: tail) }
@@ -369,5 +372,32 @@ public final class DovecotServer: Sendable {
 
     static func lastLines(_ text: String, _ count: Int) -> String {
         text.split(separator: "\n", omittingEmptySubsequences: false).suffix(count).joined(separator: "\n")
+    }
+}
+
+/// Servers still running when the test process exits — for example those a
+/// suite keeps in a `static` for all its tests, whose deinit never runs — are
+/// stopped by an `atexit` hook, so no Dovecot outlives the test run.
+enum LiveServers {
+    private static let servers = Locked<[String: pid_t]>([:])
+    private static let hook: Void = { atexit { LiveServers.stopAll() } }()
+
+    static func register(_ pid: pid_t, directory: String) {
+        _ = hook
+        servers.withLock { $0[directory] = pid }
+    }
+
+    static func unregister(directory: String) {
+        servers.withLock { $0[directory] = nil }
+    }
+
+    static func stopAll() {
+        let all = servers.withLock { current -> [String: pid_t] in defer { current = [:] }; return current }
+        for (directory, pid) in all {
+            DovecotServer.terminate(processGroup: pid)
+            if ProcessInfo.processInfo.environment["FERRYMAIL_KEEP_DOVECOT"] == nil {
+                try? FileManager.default.removeItem(atPath: directory)
+            }
+        }
     }
 }
