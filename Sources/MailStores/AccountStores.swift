@@ -60,7 +60,7 @@ public struct AccountStores: Sendable {
 
 /// Hides the mailboxes an account's `folders` filter excludes; everything
 /// else passes through unchanged.
-public struct FilteredStore: MailStore {
+public struct FilteredStore: MailStoreDecorator {
     public let inner: any MailStore
     private let includes: @Sendable (MailboxInfo) -> Bool
 
@@ -69,31 +69,7 @@ public struct FilteredStore: MailStore {
         self.includes = includes
     }
 
-    public var capabilities: StoreCapabilities { inner.capabilities }
-
     public func listMailboxes() async throws -> [MailboxInfo] {
         try await inner.listMailboxes().filter(includes)
     }
-    public func createMailbox(_ name: String, role: SpecialUse?) async throws { try await inner.createMailbox(name, role: role) }
-    public func deleteMailbox(_ name: String) async throws { try await inner.deleteMailbox(name) }
-    public func select(_ mailbox: String) async throws -> MailboxStatus { try await inner.select(mailbox) }
-    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
-        try await inner.messages(in: mailbox, changedSince: watermark)
-    }
-    public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
-        try await inner.messageIds(for: keys, in: mailbox)
-    }
-    public func fetch(_ keys: [MessageKey], in mailbox: String, into sink: any MessageSink) async throws {
-        try await inner.fetch(keys, in: mailbox, into: sink)
-    }
-    public func beginAppend(to mailbox: String, _ envelope: AppendEnvelope) async throws -> any AppendWriter {
-        try await inner.beginAppend(to: mailbox, envelope)
-    }
-    public func setFlags(_ changes: [FlagChange], in mailbox: String) async throws { try await inner.setFlags(changes, in: mailbox) }
-    public func expunge(_ keys: [MessageKey], in mailbox: String) async throws { try await inner.expunge(keys, in: mailbox) }
-    public func flush(_ mailbox: String) async throws { try await inner.flush(mailbox) }
-    public func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey] {
-        try await inner.move(keys, from: source, to: destination)
-    }
-    public func close() async { await inner.close() }
 }

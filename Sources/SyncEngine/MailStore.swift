@@ -320,3 +320,38 @@ public protocol MailStore: Sendable {
 /// one for account-wide work. An IMAP factory opens a connection; a Maildir
 /// or memory factory may return the same object every time.
 public typealias StoreFactory = @Sendable () async throws -> any MailStore
+
+/// A store that wraps another and changes only some of its behaviour
+/// (filtering, counting, reading bodies elsewhere). Every requirement it does
+/// not implement itself is forwarded to `inner` — `flush` included, which is
+/// why forwarding lives here, once, rather than in each decorator.
+public protocol MailStoreDecorator: MailStore {
+    var inner: any MailStore { get }
+}
+
+extension MailStoreDecorator {
+    public var capabilities: StoreCapabilities { inner.capabilities }
+    public func listMailboxes() async throws -> [MailboxInfo] { try await inner.listMailboxes() }
+    public func createMailbox(_ name: String, role: SpecialUse?) async throws { try await inner.createMailbox(name, role: role) }
+    public func deleteMailbox(_ name: String) async throws { try await inner.deleteMailbox(name) }
+    public func select(_ mailbox: String) async throws -> MailboxStatus { try await inner.select(mailbox) }
+    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
+        try await inner.messages(in: mailbox, changedSince: watermark)
+    }
+    public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
+        try await inner.messageIds(for: keys, in: mailbox)
+    }
+    public func fetch(_ keys: [MessageKey], in mailbox: String, into sink: any MessageSink) async throws {
+        try await inner.fetch(keys, in: mailbox, into: sink)
+    }
+    public func beginAppend(to mailbox: String, _ envelope: AppendEnvelope) async throws -> any AppendWriter {
+        try await inner.beginAppend(to: mailbox, envelope)
+    }
+    public func setFlags(_ changes: [FlagChange], in mailbox: String) async throws { try await inner.setFlags(changes, in: mailbox) }
+    public func expunge(_ keys: [MessageKey], in mailbox: String) async throws { try await inner.expunge(keys, in: mailbox) }
+    public func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey] {
+        try await inner.move(keys, from: source, to: destination)
+    }
+    public func flush(_ mailbox: String) async throws { try await inner.flush(mailbox) }
+    public func close() async { await inner.close() }
+}
