@@ -327,6 +327,12 @@ struct RestoreCommand: AsyncParsableCommand {
         } else {
             // A Maildir is the near side of a push: its base names are its keys.
             let root = (maildir! as NSString).expandingTildeInPath
+            // A mistyped path must not become an empty Maildir that "restores" nothing.
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: root + "/cur", isDirectory: &isDirectory), isDirectory.boolValue else {
+                printError("error: \(root) is not a Maildir (no cur/ directory); nothing was uploaded")
+                throw ExitCode(2)
+            }
             let layout: MaildirLayout = maildirLayout == "fs" ? .nested : .maildirPlusPlus
             near = { try MaildirMailStore(root: root, layout: layout, account: target.name, logger: logger) }
             far = targetStores.far
