@@ -8,6 +8,7 @@ import SyncState
 /// Maildir mirror where it is current, so a backup right after a sync
 /// downloads nothing again.
 ///
+/// Everything but `select` and `fetch` is forwarded (`MailStoreDecorator`).
 /// Listings, flags and UIDs still come from the server — the archive records
 /// what the server holds now. Only `fetch` is redirected: a UID is served from
 /// the Maildir when the sync state pairs it with a file, the mailbox's
@@ -15,9 +16,8 @@ import SyncState
 /// recorded at sync time (Ferrymail stores exactly the bytes the server sent,
 /// so equal pairing + size means equal bytes; a file a user edited fails the
 /// size check and is downloaded). Everything else goes to the server.
-public actor MirroredIMAPStore: MailStore {
-    public nonisolated let capabilities: StoreCapabilities
-    private let inner: any MailStore
+public actor MirroredIMAPStore: MailStoreDecorator {
+    public nonisolated let inner: any MailStore
     private let state: StateStore
     private let accountName: String
     private let maildir: MaildirStore
@@ -29,16 +29,12 @@ public actor MirroredIMAPStore: MailStore {
                 counter: MirrorCounter, logger: Logger) {
         self.inner = inner
         self.counter = counter
-        self.capabilities = inner.capabilities
         self.state = state
         self.accountName = account
         self.maildir = maildir
         self.logger = logger
     }
 
-    public func listMailboxes() async throws -> [MailboxInfo] { try await inner.listMailboxes() }
-    public func createMailbox(_ name: String, role: SpecialUse?) async throws { try await inner.createMailbox(name, role: role) }
-    public func deleteMailbox(_ name: String) async throws { try await inner.deleteMailbox(name) }
 
     public func select(_ mailbox: String) async throws -> MailboxStatus {
         let status = try await inner.select(mailbox)
@@ -46,13 +42,6 @@ public actor MirroredIMAPStore: MailStore {
         return status
     }
 
-    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
-        try await inner.messages(in: mailbox, changedSince: watermark)
-    }
-
-    public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
-        try await inner.messageIds(for: keys, in: mailbox)
-    }
 
     public func fetch(_ keys: [MessageKey], in mailbox: String, into sink: any MessageSink) async throws {
         if uidValidity[mailbox] == nil {
@@ -117,16 +106,6 @@ public actor MirroredIMAPStore: MailStore {
         }
     }
 
-    public func beginAppend(to mailbox: String, _ envelope: AppendEnvelope) async throws -> any AppendWriter {
-        try await inner.beginAppend(to: mailbox, envelope)
-    }
-    public func setFlags(_ changes: [FlagChange], in mailbox: String) async throws { try await inner.setFlags(changes, in: mailbox) }
-    public func expunge(_ keys: [MessageKey], in mailbox: String) async throws { try await inner.expunge(keys, in: mailbox) }
-    public func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey] {
-        try await inner.move(keys, from: source, to: destination)
-    }
-    public func flush(_ mailbox: String) async throws { try await inner.flush(mailbox) }
-    public func close() async { await inner.close() }
 }
 
 /// Where a backup's message bodies came from, summed over all connections.
