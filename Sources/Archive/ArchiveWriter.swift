@@ -174,16 +174,8 @@ public final class MessageSpool {
             }
             return
         }
-        var buffer = [UInt8](repeating: 0, count: size)
-        var offset: Int64 = 0
-        while offset < received {
-            let count = try buffer.withMutableBytes { (raw) throws(ArchiveError) in
-                try FileIO.read(fd, into: raw, at: offset, archive: archive, operation: "reading back a spooled message for")
-            }
-            guard count > 0 else { throw .io(archive: archive, operation: "reading back a spooled message for", errno: EIO) }
-            try buffer.withBytes { (raw) throws(ArchiveError) in try body(UnsafeRawBufferPointer(rebasing: raw[0..<count])) }
-            offset += Int64(count)
-        }
+        try FileIO.forEachChunk(fd, length: received, chunkSize: size, archive: archive,
+                                operation: "reading back a spooled message for", body)
     }
 }
 
@@ -505,15 +497,7 @@ final class ManifestSpool {
     }
 
     func forEachChunk(size chunk: Int, _ body: (UnsafeRawBufferPointer) throws(ArchiveError) -> Void) throws(ArchiveError) {
-        var scratch = [UInt8](repeating: 0, count: chunk)
-        var offset: Int64 = 0
-        while offset < size {
-            let count = try scratch.withMutableBytes { (raw) throws(ArchiveError) in
-                try FileIO.read(fd, into: raw, at: offset, archive: archive, operation: "reading the manifest scratch file of")
-            }
-            guard count > 0 else { throw .io(archive: archive, operation: "reading the manifest scratch file of", errno: EIO) }
-            try scratch.withBytes { (raw) throws(ArchiveError) in try body(UnsafeRawBufferPointer(rebasing: raw[0..<count])) }
-            offset += Int64(count)
-        }
+        try FileIO.forEachChunk(fd, length: size, chunkSize: chunk, archive: archive,
+                                operation: "reading the manifest scratch file of", body)
     }
 }

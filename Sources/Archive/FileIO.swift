@@ -26,6 +26,23 @@ enum FileIO {
         }
     }
 
+    /// Reads bytes 0..<length of `fd` in chunks of `chunkSize`, handing each
+    /// to `body`: how spooled messages and the manifest scratch file are
+    /// copied into the archive without holding them in memory.
+    static func forEachChunk(_ fd: Int32, length: Int64, chunkSize: Int, archive: String, operation: String,
+                             _ body: (UnsafeRawBufferPointer) throws(ArchiveError) -> Void) throws(ArchiveError) {
+        var buffer = [UInt8](repeating: 0, count: chunkSize)
+        var offset: Int64 = 0
+        while offset < length {
+            let count = try buffer.withMutableBytes { (raw) throws(ArchiveError) in
+                try read(fd, into: raw, at: offset, archive: archive, operation: operation)
+            }
+            guard count > 0 else { throw .io(archive: archive, operation: operation, errno: EIO) }
+            try buffer.withBytes { (raw) throws(ArchiveError) in try body(UnsafeRawBufferPointer(rebasing: raw[0..<count])) }
+            offset += Int64(count)
+        }
+    }
+
     /// An anonymous scratch file next to `path` (same filesystem, same
     /// privacy as the archive): created 0600 with `mkstemp` and unlinked at
     /// once, so nothing is left behind even if the process is killed.
