@@ -80,7 +80,7 @@ extension FerrymailConfiguration {
             ])
         }
         return try parse(text, source: path, baseDirectory: (absolute as NSString).deletingLastPathComponent,
-            environment: environment, initialWarnings: fileWarnings)
+            environment: environment, initialWarnings: fileWarnings, readableByOthers: info.st_mode & 0o044 != 0)
     }
 
     /// Parses and validates configuration text. `source` names it in issues;
@@ -101,7 +101,7 @@ extension FerrymailConfiguration {
 
     static func parse(
         _ text: String, source: String, baseDirectory: String, environment: [String: String],
-        initialWarnings: [ConfigurationIssue]
+        initialWarnings: [ConfigurationIssue], readableByOthers: Bool = false
     ) throws(ConfigurationError) -> FerrymailConfiguration {
         let root: TOMLTable
         do {
@@ -121,6 +121,7 @@ extension FerrymailConfiguration {
             paths: PathResolver(home: homeDirectory(environment), baseDirectory: baseDirectory),
             environment: environment)
         parser.warnings = initialWarnings
+        parser.readableByOthers = readableByOthers
         let result = parser.parse(root)
         guard parser.errors.isEmpty, let (general, accounts) = result else {
             throw ConfigurationError(issues: ConfigurationParser.inFileOrder(parser.errors))
@@ -134,12 +135,17 @@ extension FerrymailConfiguration {
 /// Key names, in one place so unknown-key suggestions and "belongs elsewhere"
 /// hints stay in sync with what is parsed.
 enum Keys {
-    static let topLevel = ["general", "account"]
-    static let policy = ["deletions", "mass_delete_threshold", "full_reconcile_interval", "poll_interval", "backoff_max"]
+    /// `state` may also stand at the top, as in the issue's minimal form.
+    static let topLevel = ["general", "account", "state"]
+    static let policy = ["deletions", "mass_delete_threshold", "full_reconcile_interval", "poll_interval", "backoff_max",
+                         "max_message_size"]
     static let generalOnly = ["state", "connections_per_account", "log_level"]
-    static let secrets = ["password_command", "password_file", "password_env", "oauth2_token_command"]
+    static let secrets = ["password_command", "password_file", "password_env", "oauth2_token_command", "password"]
+    /// `tls` and `allow_insecure` are the short spellings of `security` and
+    /// `allow_insecure_auth`.
     static let accountOnly = [
-        "name", "host", "port", "security", "user", "auth", "ca_file", "fingerprint", "allow_insecure_auth",
+        "name", "host", "port", "security", "tls", "user", "auth", "ca_file", "fingerprint", "allow_insecure_auth",
+        "allow_insecure",
         "compress", "maildir", "layout", "folder_name_encoding", "new_mail_to", "include", "exclude",
         "idle_folders", "folder_map", "special_use",
     ] + secrets
@@ -169,6 +175,9 @@ final class ConfigurationParser {
     let environment: [String: String]
     var errors: [ConfigurationIssue] = []
     var warnings: [ConfigurationIssue] = []
+    /// Group or others may read the file (checked by `load`): an inline
+    /// `password` in it earns a warning.
+    var readableByOthers = false
 
     init(source: String, text: String, paths: PathResolver, environment: [String: String]) {
         self.source = source
@@ -360,9 +369,8 @@ final class ConfigurationParser {
             let hint: String
             if let elsewhere = misplaced[key] {
                 hint = elsewhere
-            } else if key == "password" || key == "pass" {
-                hint = "ferrymail never reads passwords from the configuration file; use password_command,"
-                    + " password_file or password_env"
+            } else if key == "pass" {
+                hint = "did you mean 'password'? password_command, password_file or password_env keep it out of this file"
             } else if let suggestion = Suggestion.closest(to: key, in: allowed) {
                 hint = "did you mean '\(suggestion)'?"
             } else {
@@ -405,6 +413,11 @@ final class ConfigurationParser {
         var statePath = FerrymailConfiguration.defaultStatePath(environment: environment)
         if section.table["state"] != nil {
             if let resolved = path(section, "state") { statePath = resolved }
+            if top.table["state"] != nil {
+                error(top, "state", "'state' is set both at the top and in [general]", hint: "keep one of them")
+            }
+        } else if top.table["state"] != nil {
+            if let resolved = path(top, "state") { statePath = resolved }
         }
         var connections = 4
         if let value = integer(section, "connections_per_account") {
@@ -437,7 +450,34 @@ final class ConfigurationParser {
         if let value = duration(section, "full_reconcile_interval") { policy.fullReconcileInterval = value }
         if let value = duration(section, "poll_interval") { policy.pollInterval = value }
         if let value = duration(section, "backoff_max") { policy.backoffMax = value }
+        if section.table["max_message_size"] != nil { policy.maxMessageSize = size(section, "max_message_size") }
         return policy
+    }
+
+    /// A byte count: an integer, or a string with a K, M or G suffix (powers
+    /// of 1024), as in "25M". 0 means no limit.
+    func size(_ section: Section, _ key: String) -> Int64? {
+        guard let value = section.table[key] else { return nil }
+        let hint = "write a size such as \"25M\", \"512K\" or \"1G\", or 0 for no limit"
+        var bytes: Int64?
+        if let number = value.int {
+            bytes = Int64(number)
+        } else if let text = value.string?.trimmingWhitespace().uppercased(), !text.isEmpty {
+            let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+            if let unit = text.last.flatMap({ units[$0] }) {
+                bytes = Int64(text.dropLast().trimmingWhitespace()).flatMap { $0.multipliedReportingOverflow(by: unit).overflow ? nil : $0 * unit }
+            } else {
+                bytes = Int64(text)
+            }
+        } else {
+            mismatch(section, key, expected: "a size", found: value, hint: hint)
+            return nil
+        }
+        guard let bytes, bytes >= 0 else {
+            error(section, key, "'\(key)' is not a size: \(value.string.map { "'\($0)'" } ?? "\(value.int ?? 0)")", hint: hint)
+            return nil
+        }
+        return bytes == 0 ? nil : bytes
     }
 
     // MARK: Accounts
@@ -544,7 +584,14 @@ final class ConfigurationParser {
         required("maildir", example: "\"~/Mail/\(name ?? "work")\"")
 
         let host = nonEmptyString(section, "host").flatMap { validatedHost($0, section) }
-        let security = keyword(section, "security", as: AccountConfiguration.Security.self) ?? .implicitTLS
+        var security = keyword(section, "security", as: AccountConfiguration.Security.self) ?? .implicitTLS
+        if section.table["tls"] != nil {
+            if section.table["security"] != nil {
+                error(section, "tls", "'tls' and 'security' say the same thing", hint: "keep one of them")
+            } else if let mode = keyword(section, "tls", as: AccountConfiguration.TLSMode.self) {
+                security = mode.security
+            }
+        }
         var port = security.defaultPort
         if let value = integer(section, "port") {
             if (1...65535).contains(value) {
@@ -589,6 +636,18 @@ final class ConfigurationParser {
             }
             let accountName = name ?? label
             switch key {
+            case "password":
+                if let password = string(section, key) {
+                    if password.isEmpty {
+                        error(section, key, "'password' is empty")
+                    } else {
+                        secret = SecretSource(kind: .inline(password), account: accountName, key: key)
+                        if readableByOthers {
+                            warning(section, key, "this file holds a password and other users on this machine can read it",
+                                hint: "run: chmod 600 on the file, or use password_command / password_file / password_env")
+                        }
+                    }
+                }
             case "password_file":
                 if let file = path(section, key) {
                     secret = SecretSource(kind: .file(path: file), account: accountName, key: key)
@@ -619,7 +678,7 @@ final class ConfigurationParser {
             }
         }
 
-        let allowInsecureAuth = boolean(section, "allow_insecure_auth") ?? false
+        let allowInsecureAuth = boolean(section, "allow_insecure_auth") ?? boolean(section, "allow_insecure") ?? false
         if security == .plaintext && !allowInsecureAuth {
             error(section, "security",
                 "security = \"plain\" would send the \(authentication?.usesToken == true ? "token" : "password")"

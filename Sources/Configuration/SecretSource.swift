@@ -26,6 +26,8 @@ public struct SecretSource: Sendable, Equatable, CustomStringConvertible, Custom
         case file(path: String)
         /// An environment variable of the ferrymail process.
         case environment(variable: String)
+        /// Written in the configuration file itself (`password = "…"`).
+        case inline(String)
     }
 
     public let kind: Kind
@@ -48,6 +50,7 @@ public struct SecretSource: Sendable, Equatable, CustomStringConvertible, Custom
         case .command: "\(key) (command redacted)"
         case .file(let path): "\(key) \(path)"
         case .environment(let variable): "\(key) $\(variable)"
+        case .inline: "\(key) (in the configuration file, redacted)"
         }
     }
 
@@ -75,6 +78,7 @@ public struct SecretSource: Sendable, Equatable, CustomStringConvertible, Custom
         case .command(let command): return try runCommand(command)
         case .file(let path): return try readFile(path)
         case .environment(let variable): return try readEnvironment(variable)
+        case .inline(let secret): return secret
         }
     }
 

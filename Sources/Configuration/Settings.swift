@@ -36,6 +36,9 @@ public struct SyncPolicy: Sendable, Equatable {
     public var pollInterval: Duration
     /// Ceiling of the exponential reconnect back-off after failures.
     public var backoffMax: Duration
+    /// Messages larger than this (bytes) are not copied either way and are
+    /// reported on every run, like mbsync's `MaxSize`; nil: no limit.
+    public var maxMessageSize: Int64?
 
     public static let defaults = SyncPolicy(
         deletions: .propagate,
@@ -50,13 +53,15 @@ public struct SyncPolicy: Sendable, Equatable {
         massDeleteThreshold: Double,
         fullReconcileInterval: Duration,
         pollInterval: Duration,
-        backoffMax: Duration
+        backoffMax: Duration,
+        maxMessageSize: Int64? = nil
     ) {
         self.deletions = deletions
         self.massDeleteThreshold = massDeleteThreshold
         self.fullReconcileInterval = fullReconcileInterval
         self.pollInterval = pollInterval
         self.backoffMax = backoffMax
+        self.maxMessageSize = maxMessageSize
     }
 }
 
@@ -159,6 +164,19 @@ public struct AccountConfiguration: Sendable, Equatable, CustomStringConvertible
         case plaintext = "plain"
 
         public var defaultPort: Int { self == .implicitTLS ? 993 : 143 }
+    }
+
+    /// The `tls` key's spelling of `security`.
+    enum TLSMode: String, Sendable, Equatable, CaseIterable, ConfigurationKeyword {
+        case implicit, starttls, none
+
+        var security: Security {
+            switch self {
+            case .implicit: .implicitTLS
+            case .starttls: .startTLS
+            case .none: .plaintext
+            }
+        }
     }
 
     /// The SASL mechanism family used to log in.

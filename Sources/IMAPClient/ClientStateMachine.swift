@@ -113,6 +113,8 @@ struct ClientStateMachine {
         var role: CommandRole
         var chunks: ArraySlice<CommandChunk>
         var state: SendState
+        /// The server answered while the body was still being written.
+        var answered = false
     }
 
     private struct InFlight {
@@ -203,7 +205,12 @@ struct ClientStateMachine {
                 break
             }
             let command = inFlight.remove(at: index)
-            if let head = sendQueue.first, head.id == command.id {
+            if let head = sendQueue.first, head.id == command.id, head.state == .streamingBody {
+                // An early answer (Dovecot's NO [LIMIT] to an APPEND) does not
+                // end a literal already announced: it is written to its last
+                // byte, or the next command would be read as message data.
+                sendQueue[0].answered = true
+            } else if let head = sendQueue.first, head.id == command.id {
                 // Completed while still at the head: either it was blocking the queue on
                 // purpose, or the server refused a literal with NO instead of `+`.
                 sendQueue.removeFirst()
@@ -293,7 +300,16 @@ struct ClientStateMachine {
             case .ready: break
             default: return
             }
+            if sendQueue[0].answered, case .waitForContinuation? = sendQueue[0].chunks.first {
+                // The server will not ask for the rest of an answered command.
+                sendQueue.removeFirst()
+                continue
+            }
             guard let chunk = sendQueue[0].chunks.popFirst() else {
+                if sendQueue[0].answered {
+                    sendQueue.removeFirst()
+                    continue
+                }
                 if sendQueue[0].role == .idle {
                     sendQueue[0].state = .idling(entered: false, doneRequested: false)
                     return

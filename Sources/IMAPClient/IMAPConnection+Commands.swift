@@ -323,6 +323,26 @@ extension IMAPConnection {
         return result
     }
 
+    /// Queues one APPEND and returns as soon as it is on its way, so the
+    /// caller can queue the next before this one is answered (pipelining).
+    /// Commands go on the wire in the order they are queued; the body is
+    /// pulled from `body` while the returned handle's `result()` is awaited,
+    /// so someone must await it.
+    public func beginAppend(to mailbox: String, message: AppendMessage, body: any AppendBodySource) throws -> PendingAppend {
+        let name = try mailboxName(mailbox)
+        return PendingAppend(connection: self, id: try submit(.append(name, [message]), role: .generic, appendSources: [body]))
+    }
+
+    func appendResult(_ id: CommandID) async throws -> AppendResult {
+        let outcome = try await completion(of: id)
+        var result = AppendResult()
+        if case .appendUID(let validity, let uids)? = outcome.tagged.text.code {
+            result.uidValidity = validity
+            result.uids = uids
+        }
+        return result
+    }
+
     /// Convenience for one message whose bytes are already in memory.
     public func append(to mailbox: String, message: ByteBuffer, flags: [Flag] = [], internalDate: InternalDate? = nil) async throws -> AppendResult {
         try await append(to: mailbox, messages: [(AppendMessage(flags: flags, internalDate: internalDate, size: UInt64(message.readableBytes)),
@@ -361,6 +381,16 @@ extension IMAPConnection {
             throw IMAPClientError.unsupported(host: configuration.host, what: "NOTIFY")
         }
         _ = try await run(.notify(status: status, groups: groups))
+    }
+}
+
+/// An APPEND queued by `beginAppend`.
+public struct PendingAppend: Sendable {
+    let connection: IMAPConnection
+    let id: CommandID
+    /// Streams the body when its turn comes and waits for the tagged answer.
+    public func result() async throws -> AppendResult {
+        try await connection.appendResult(id)
     }
 }
 

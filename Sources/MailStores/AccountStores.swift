@@ -54,7 +54,8 @@ public struct AccountStores: Sendable {
             massDeletion: MassDeletionGuard(share: account.policy.massDeleteThreshold,
                                             minimumMessages: SyncPolicy.massDeleteGuardMinimumMessages, allow: allowMassDelete),
             maxConcurrentMailboxes: connectionsPerAccount,
-            mapping: MailboxMapping(nearNamesByRole: byRole, nearDelimiter: "/", nearNamesByFarName: names.serverToLocal))
+            mapping: MailboxMapping(nearNamesByRole: byRole, nearDelimiter: "/", nearNamesByFarName: names.serverToLocal),
+            maxMessageSize: account.policy.maxMessageSize)
     }
 }
 

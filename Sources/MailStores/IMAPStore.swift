@@ -37,6 +37,10 @@ public actor IMAPStore: MailStore {
     }
 
     public nonisolated let capabilities: StoreCapabilities
+    /// APPENDs in flight at once: enough to cover a round trip plus the
+    /// server's fsync of the previous messages on a fast link, few enough
+    /// that a failure leaves little to find again.
+    static let appendWindow = 16
     public nonisolated let account: String
     /// The strategy chosen from the server's capabilities.
     public nonisolated let fastPaths: FastPaths
@@ -47,11 +51,14 @@ public actor IMAPStore: MailStore {
     private let logger: Logger
     private var session: IMAPSession
     private var selected: (name: String, uidValidity: UInt32?)?
+    /// PERMANENTFLAGS `\*` per mailbox, from its last SELECT; a mailbox not
+    /// yet selected is assumed to keep keywords.
+    private var keywordsByMailbox: [String: Bool] = [:]
     private var busy = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
     private init(configuration: IMAPConfiguration, account: String, session: IMAPSession, serverCapabilities: Set<Capability>,
-                 fastPaths: FastPaths, keywords: Bool, logger: Logger) {
+                 fastPaths: FastPaths, logger: Logger) {
         self.configuration = configuration
         self.account = account
         self.session = session
@@ -61,12 +68,15 @@ public actor IMAPStore: MailStore {
         // MOVE is always offered to the engine: without the MOVE extension the
         // store copies and expunges on the server, which beats downloading and
         // uploading the message again.
-        capabilities = StoreCapabilities(keyKind: .uid, move: true, keysSurviveMove: false, keywords: keywords)
+        // Keywords: decided per mailbox from the PERMANENTFLAGS of its SELECT
+        // (`MailboxStatus.keywords`); nothing is selected up front.
+        capabilities = StoreCapabilities(keyKind: .uid, move: true, keysSurviveMove: false, keywords: true,
+                                         appendWindow: Self.appendWindow)
     }
 
-    /// Connects, authenticates and reads what the server offers. Whether
-    /// keywords can be stored is read from INBOX's PERMANENTFLAGS (`\*`),
-    /// which needs a read-write SELECT (EXAMINE reports no permanent flags).
+    /// Connects, authenticates and reads what the server offers. Nothing is
+    /// selected: a run that finds every mailbox unchanged in LIST-STATUS
+    /// never opens one.
     public static func open(configuration: IMAPConfiguration, account: String? = nil,
                             logger: Logger = Logger(label: "ferrymail.imapstore")) async throws -> IMAPStore {
         let account = account ?? configuration.accountName ?? configuration.credentials?.user ?? configuration.host
@@ -77,23 +87,11 @@ public actor IMAPStore: MailStore {
             throw MailStoreError.imap(account: account, mailbox: nil, operation: "connecting to \(configuration.host):\(configuration.port)", cause: "\(error)")
         }
         let connection = session.connection
-        do {
-            let capabilities = await connection.capabilities
-            let enabled = await connection.enabledExtensions
-            let inbox = try await connection.select("INBOX", parameters: SelectParameters(condStore: capabilities.contains(.condStore)))
-            let fastPaths = FastPaths(capabilities: capabilities, enabled: enabled, compressionActive: await connection.isCompressionActive)
-            let store = IMAPStore(configuration: configuration, account: account, session: session, serverCapabilities: capabilities,
-                                  fastPaths: fastPaths, keywords: inbox.permanentFlags.contains(.wildcard), logger: logger)
-            await store.noteSelected("INBOX", uidValidity: inbox.uidValidity)
-            return store
-        } catch {
-            await session.close()
-            throw MailStoreError.imap(account: account, mailbox: "INBOX", operation: "SELECT", cause: "\(error)")
-        }
-    }
-
-    private func noteSelected(_ name: String, uidValidity: UInt32?) {
-        selected = (name, uidValidity)
+        let capabilities = await connection.capabilities
+        let fastPaths = FastPaths(capabilities: capabilities, enabled: await connection.enabledExtensions,
+                                  compressionActive: await connection.isCompressionActive)
+        return IMAPStore(configuration: configuration, account: account, session: session, serverCapabilities: capabilities,
+                         fastPaths: fastPaths, logger: logger)
     }
 
     // MARK: - Mailboxes
@@ -155,8 +153,12 @@ public actor IMAPStore: MailStore {
         let info = try await connection.select(mailbox, parameters: SelectParameters(condStore: fastPaths.changeLoading != .fullFlags))
         selected = (mailbox, info.uidValidity)
         statistics.selects += 1
+        // Read-write SELECT: EXAMINE would report no permanent flags at all.
+        let keywords = info.permanentFlags.contains(.wildcard)
+        keywordsByMailbox[mailbox] = keywords
         return EngineMailboxStatus(uidValidity: info.uidValidity, uidNext: info.uidNext,
-                                   highestModSeq: info.highestModSeq.map(Self.modSeq), messageCount: Int(info.exists))
+                                   highestModSeq: info.highestModSeq.map(Self.modSeq), messageCount: Int(info.exists),
+                                   keywords: keywords)
     }
 
     private func ensureSelected(_ mailbox: String, _ connection: IMAPConnection) async throws {
@@ -256,12 +258,15 @@ public actor IMAPStore: MailStore {
     public func beginAppend(to mailbox: String, _ envelope: AppendEnvelope) async throws -> any AppendWriter {
         let connection = try await wrap(mailbox, "APPEND") { try await self.liveConnection() }
         let pipe = AppendPipe()
-        let message = AppendMessage(flags: imapFlags(envelope.flags),
+        let message = AppendMessage(flags: imapFlags(envelope.flags, in: mailbox),
                                     internalDate: envelope.internalDate.map { InternalDate(secondsSinceEpoch: $0, zoneMinutes: 0) },
                                     size: UInt64(max(0, envelope.size)))
+        // Queued here, in call order, so pipelined appends keep the order the
+        // engine streams their bodies in; the task streams and awaits it.
+        let pending = try await wrap(mailbox, "APPEND") { try await connection.beginAppend(to: mailbox, message: message, body: pipe) }
         let task = Task<AppendResult, any Error> {
             do {
-                let result = try await connection.append(to: mailbox, messages: [(message: message, body: pipe as any AppendBodySource)])
+                let result = try await pending.result()
                 await pipe.close(failure: nil)
                 return result
             } catch {
@@ -280,7 +285,7 @@ public actor IMAPStore: MailStore {
         for change in changes {
             let set = try uidSet(change.keys, mailbox)
             for part in set.chunked(maxRanges: 500) {
-                let add = imapFlags(change.add), remove = imapFlags(change.remove)
+                let add = imapFlags(change.add, in: mailbox), remove = imapFlags(change.remove, in: mailbox)
                 if !add.isEmpty { commands.append((part, .add, add)) }
                 if !remove.isEmpty { commands.append((part, .remove, remove)) }
             }
@@ -371,9 +376,10 @@ public actor IMAPStore: MailStore {
     }
 
     /// Flags to send; keywords are left out when the server cannot keep them.
-    nonisolated func imapFlags(_ flags: SyncState.MessageFlags) -> [Flag] {
-        flags.names.map(Flag.init).filter { flag in
-            flag != .recent && flag != .wildcard && (capabilities.keywords || !flag.isKeyword)
+    func imapFlags(_ flags: SyncState.MessageFlags, in mailbox: String) -> [Flag] {
+        let keywords = keywordsByMailbox[mailbox] ?? true
+        return flags.names.map(Flag.init).filter { flag in
+            flag != .recent && flag != .wildcard && (keywords || !flag.isKeyword)
         }
     }
 
@@ -554,13 +560,21 @@ actor AppendPipe: AppendBodySource {
 /// One APPEND in progress: the command is already submitted and the client
 /// pulls the literal from the pipe as `write` fills it.
 actor IMAPAppendWriter: AppendWriter {
+    private enum Phase {
+        case writing
+        /// `endBody()` was called; the answer is awaited in `finish()`.
+        case bodyEnded
+        /// Finished, cancelled, or ended by a failed write.
+        case over
+    }
+
     private let store: IMAPStore
     private let mailbox: String
     private let size: Int64
     private let pipe: AppendPipe
     private let task: Task<AppendResult, any Error>
     private var written: Int64 = 0
-    private var done = false
+    private var phase = Phase.writing
 
     init(store: IMAPStore, mailbox: String, size: Int64, pipe: AppendPipe, task: Task<AppendResult, any Error>) {
         self.store = store
@@ -571,7 +585,7 @@ actor IMAPAppendWriter: AppendWriter {
     }
 
     func write(_ chunk: [UInt8]) async throws {
-        guard !done else { throw MailStoreError.appendFinished(account: store.account, mailbox: mailbox) }
+        guard case .writing = phase else { throw MailStoreError.appendFinished(account: store.account, mailbox: mailbox) }
         guard !chunk.isEmpty else { return }
         guard written + Int64(chunk.count) <= size else {
             await cancel()
@@ -582,38 +596,54 @@ actor IMAPAppendWriter: AppendWriter {
             try await pipe.push(chunk)
         } catch {
             // The APPEND ended early: its own error says why.
-            done = true
-            do { _ = try await task.value } catch { throw store.appendFailed(mailbox, error) }
+            phase = .over
+            _ = try await answer()
             throw store.appendFailed(mailbox, error)
         }
     }
 
-    func finish() async throws -> MessageKey? {
-        guard !done else { throw MailStoreError.appendFinished(account: store.account, mailbox: mailbox) }
+    func endBody() async throws {
+        guard case .writing = phase else { throw MailStoreError.appendFinished(account: store.account, mailbox: mailbox) }
         guard written == size else {
             await cancel()
             throw MailStoreError.appendSizeMismatch(account: store.account, mailbox: mailbox, announced: size, received: written)
         }
-        done = true
+        phase = .bodyEnded
         await pipe.end()
-        let result: AppendResult
-        do {
-            result = try await task.value
-        } catch {
-            throw store.appendFailed(mailbox, error)
+    }
+
+    func finish() async throws -> MessageKey? {
+        switch phase {
+        case .writing: try await endBody()
+        case .bodyEnded: break
+        case .over: throw MailStoreError.appendFinished(account: store.account, mailbox: mailbox)
         }
+        phase = .over
+        let result = try await answer()
         // APPENDUID is trusted only from a server that announced UIDPLUS
         // (RFC 4315); otherwise the engine finds the message by identity.
         if store.fastPaths.appendUID, let uids = result.uids, uids.count == 1, let uid = uids.min { return .uid(uid) }
         return nil
     }
 
+    /// The server's answer; a `NO` concerns this message only (too large,
+    /// over quota) and leaves the connection usable.
+    private func answer() async throws -> AppendResult {
+        do {
+            return try await task.value
+        } catch IMAPClientError.commandFailed(_, let status, let text, let code) where status == .no {
+            throw MessageRejected(reason: code.map { "[\($0)] \(text)" } ?? text)
+        } catch {
+            throw store.appendFailed(mailbox, error)
+        }
+    }
+
     /// Abandons the message. The server is inside the literal by now, which
     /// cannot be ended early: the client drops the connection, so the
     /// message is never stored, and the store reconnects on its next call.
     func cancel() async {
-        guard !done else { return }
-        done = true
+        guard case .writing = phase else { return }
+        phase = .over
         await pipe.close(failure: CancellationError())
         _ = try? await task.value
     }

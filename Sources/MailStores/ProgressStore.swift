@@ -10,12 +10,34 @@ public actor TransferProgress {
         public var uploaded = 0
         public var bytes: Int64 = 0
         public var elapsed: Duration = .zero
+        /// Messages and bytes the plans of the mailboxes started so far
+        /// hold; 0 until the first plan is known.
+        public var plannedMessages = 0
+        public var plannedBytes: Int64 = 0
+
+        /// Time left at the average rate so far, or nil while nothing is
+        /// known to be left or nothing has moved yet.
+        public var remaining: Duration? {
+            let left = plannedBytes - bytes
+            guard left > 0, bytes > 0, elapsed > .zero else { return nil }
+            return elapsed * (Double(left) / Double(bytes))
+        }
     }
 
     private var snapshot = Snapshot()
     private let start = ContinuousClock.now
 
     public init() {}
+
+    /// For `SyncEngine`'s plan observer.
+    public nonisolated func observe(_ planned: PlannedTransfers) {
+        Task { await self.add(planned) }
+    }
+
+    private func add(_ planned: PlannedTransfers) {
+        snapshot.plannedMessages += planned.messages.far + planned.messages.near
+        snapshot.plannedBytes += planned.bytes.far + planned.bytes.near
+    }
 
     func finished(bytes: Int64, toNear: Bool) {
         if toNear { snapshot.downloaded += 1 } else { snapshot.uploaded += 1 }
@@ -56,6 +78,7 @@ struct CountingAppendWriter: AppendWriter {
     let toNear: Bool
 
     func write(_ chunk: [UInt8]) async throws { try await inner.write(chunk) }
+    func endBody() async throws { try await inner.endBody() }
     func finish() async throws -> MessageKey? {
         let key = try await inner.finish()
         await progress.finished(bytes: size, toNear: toNear)

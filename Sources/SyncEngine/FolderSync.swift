@@ -203,7 +203,7 @@ struct FolderSync {
         if try st({ try !state.pendingCopies(in: id).isEmpty || !state.pendingExpunges(in: id).isEmpty }) { return true }
         let name = side == .far ? record.farName : record.nearName
         let store = stores[side]
-        _ = try await io(side, "SELECT \(name)") { try await store.select(name) }
+        let status = try await io(side, "SELECT \(name)") { try await store.select(name) }
         let listing = try await io(side, "listing \(name)") { try await store.messages(in: name, changedSince: nil) }
         let columns = StateColumns(account: account, mailbox: record.farName, kinds: stores.map(\.capabilities.keyKind))
         let pairs = try st { try state.pairs(in: id) }.map(columns.statePair)
@@ -212,7 +212,7 @@ struct FolderSync {
         for message in listing.messages {
             guard let flags = agreed[message.key] else { return true }
             let current = FlagMerge.normalized(message.flags)
-            let expected = store.capabilities.keywords ? flags : FlagMerge.systemFlags(flags)
+            let expected = (status.keywords ?? store.capabilities.keywords) ? flags : FlagMerge.systemFlags(flags)
             if current != expected { return true }
         }
         return false

@@ -74,12 +74,17 @@ public struct StoreCapabilities: Sendable, Hashable {
     /// with a keyword table). A side without them never loses keywords
     /// because of it: the engine treats its missing keywords as unchanged.
     public var keywords: Bool
+    /// How many appends may wait for the store's confirmation at once while
+    /// the next ones are written (see `AppendWriter.endBody()`). 1 keeps
+    /// appends strictly one after another.
+    public var appendWindow: Int
 
-    public init(keyKind: MessageKeyKind, move: Bool, keysSurviveMove: Bool, keywords: Bool) {
+    public init(keyKind: MessageKeyKind, move: Bool, keysSurviveMove: Bool, keywords: Bool, appendWindow: Int = 1) {
         self.keyKind = keyKind
         self.move = move
         self.keysSurviveMove = keysSurviveMove
         self.keywords = keywords
+        self.appendWindow = max(1, appendWindow)
     }
 }
 
@@ -96,14 +101,19 @@ public struct MailboxStatus: Sendable, Hashable {
     /// Opaque summary (e.g. directory mtimes and inodes) that changes
     /// whenever the mailbox content or flags change.
     public var scanToken: String?
+    /// Whether this mailbox keeps keywords (IMAP: `\*` in its PERMANENTFLAGS,
+    /// which is per mailbox); nil when the store only knows it store-wide
+    /// (`StoreCapabilities.keywords`).
+    public var keywords: Bool?
 
     public init(uidValidity: UInt32? = nil, uidNext: UInt32? = nil, highestModSeq: Int64? = nil,
-                messageCount: Int? = nil, scanToken: String? = nil) {
+                messageCount: Int? = nil, scanToken: String? = nil, keywords: Bool? = nil) {
         self.uidValidity = uidValidity
         self.uidNext = uidNext
         self.highestModSeq = highestModSeq
         self.messageCount = messageCount
         self.scanToken = scanToken
+        self.keywords = keywords
     }
 
     /// The watermark that, once committed, lets the next run ask only for
@@ -254,12 +264,31 @@ public protocol MessageSink: Sendable {
 /// One message being appended, fed in chunks.
 public protocol AppendWriter: Sendable {
     func write(_ chunk: [UInt8]) async throws
+    /// Says the body is complete without waiting for the store to confirm
+    /// it. The engine calls it before `finish()` and starts the next message
+    /// meanwhile: an IMAP APPEND's answer comes a round trip (and a server
+    /// fsync) after its last byte, and the next upload goes out in that time.
+    /// Stores that confirm at once keep the default, which does nothing.
+    func endBody() async throws
     /// Completes the append. Returns the new message's key when the store
     /// knows it (UIDPLUS APPENDUID, a Maildir name), nil otherwise; the
     /// engine then finds the message again by Message-ID, size and date.
+    /// Throws `MessageRejected` when the store refused this message only.
     func finish() async throws -> MessageKey?
     /// Abandons a partial append (the source failed mid-message).
     func cancel() async
+}
+
+extension AppendWriter {
+    public func endBody() async throws {}
+}
+
+/// The destination refused one message (IMAP `NO` to its APPEND: too large,
+/// over quota) and is still usable for the next one.
+public struct MessageRejected: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+    public var description: String { reason }
 }
 
 /// The contract between the engine and a concrete mail store.

@@ -170,7 +170,7 @@ struct MailboxSync: Sendable {
         ReconcileInput(
             account: account, mailbox: names.far, pairs: loaded.pairs, listings: loaded.listings,
             invalidated: loaded.invalidated, deletion: deletion, writable: options.direction.writable,
-            keywords: stores.map(\.capabilities.keywords), massDeletion: options.massDeletion,
+            keywords: Sides { loaded.statuses[$0].keywords ?? stores[$0].capabilities.keywords }, massDeletion: options.massDeletion,
             ignoredPairs: ignoredPairs, ignoredKeys: ignoredKeys)
     }
 
@@ -224,7 +224,7 @@ struct MailboxSync: Sendable {
         }
 
         for destination in Side.allCases where !plan.copies[destination].isEmpty {
-            report.copied[destination] += try await copy(plan.copies[destination], to: destination)
+            report.copied[destination] += try await copy(plan.copies[destination], to: destination, report: &report)
         }
 
         for side in Side.allCases where !plan.flagChanges[side].isEmpty {
@@ -253,15 +253,27 @@ struct MailboxSync: Sendable {
             report.deleted[side] += removals.count
         }
 
-        try commitWatermarks(loaded)
+        // A message left uncopied keeps its source side's watermark where it
+        // was, so the next run lists it again (and reports it again) instead
+        // of skipping the mailbox as unchanged.
+        var holdBack: Set<Side> = []
+        for failure in report.notCopied {
+            switch failure {
+            case .messageRejected(_, _, let side, _, _, _), .messageTooLarge(_, _, let side, _, _, _): holdBack.insert(side.opposite)
+            default: break
+            }
+        }
+        try commitWatermarks(loaded, holdingBack: holdBack)
     }
 
     /// Commits watermarks — the run's last write. A side whose changes this
-    /// run did not propagate (the far side in `push`, the near side in `pull`)
-    /// keeps its old watermark, so a later two-way run still sees them.
-    func commitWatermarks(_ loaded: LoadedMailbox) throws {
+    /// run did not propagate (the far side in `push`, the near side in `pull`,
+    /// a side in `holdingBack`) keeps its old watermark, so a later run still
+    /// sees them.
+    func commitWatermarks(_ loaded: LoadedMailbox, holdingBack: Set<Side> = []) throws {
         let current = try st { try state.mailboxPair(id: mailboxId) }
-        let advance = Sides(far: options.direction.writable.near, near: options.direction.writable.far)
+        let advance = Sides(far: options.direction.writable.near && !holdingBack.contains(.far),
+                            near: options.direction.writable.far && !holdingBack.contains(.near))
         var nearMark = advance.near ? loaded.statuses.near.watermark : NearWatermarkText.decode(current.nearScanToken)
         nearMark.uidValidity = loaded.statuses.near.uidValidity
         try st {
@@ -275,8 +287,16 @@ struct MailboxSync: Sendable {
 
     /// Copies new messages to `destination`, streaming each body from the
     /// source's fetch into the destination's append, journaled per batch.
-    private func copy(_ copies: [PlannedCopy], to destination: Side) async throws -> Int {
+    private func copy(_ planned: [PlannedCopy], to destination: Side, report: inout MailboxReport) async throws -> Int {
         let source = destination.opposite
+        var copies = planned
+        if let limit = options.maxMessageSize {
+            copies = planned.filter { $0.source.size <= limit }
+            for copy in planned where copy.source.size > limit {
+                report.notCopied.append(.messageTooLarge(account: account, mailbox: names[destination], side: destination,
+                                                         message: copy.source.messageId ?? "\(copy.source.key)", size: copy.source.size, limit: limit))
+            }
+        }
         var copied = 0
         var start = 0
         while start < copies.count {
@@ -294,8 +314,9 @@ struct MailboxSync: Sendable {
                     flags: copy.flags, internalDate: copy.source.internalDate, size: copy.source.size,
                     messageId: copy.source.messageId, transferId: transferId)
             }
-            let landed = try await stream(batch.map(\.source.key), from: source, mailbox: names[source],
-                                          to: destination, mailbox: names[destination], envelopes: envelopes)
+            let streamed = try await stream(batch.map(\.source.key), from: source, mailbox: names[source],
+                                            to: destination, mailbox: names[destination], envelopes: envelopes)
+            let landed = streamed.landed
 
             var completions: [CopyCompletion] = []
             var unknown: [LocateProbe] = []
@@ -308,7 +329,15 @@ struct MailboxSync: Sendable {
                     unknown.append(LocateProbe(transferId: transferId, messageId: copy.source.messageId,
                                                size: copy.source.size, internalDate: copy.source.internalDate))
                 case .none:
-                    // Expunged on the source meanwhile: nothing to copy.
+                    if let reason = streamed.rejected[transferId] {
+                        logger.warning("message refused by the destination; the others go on", metadata: [
+                            "ferrymail.mailbox": "\(names[destination])", "ferrymail.messageId": "\(copy.source.messageId ?? "none")",
+                            "ferrymail.size": "\(copy.source.size)", "ferrymail.reason": "\(reason)"])
+                        report.notCopied.append(.messageRejected(account: account, mailbox: names[destination], side: destination,
+                                                                 message: copy.source.messageId ?? "\(copy.source.key)",
+                                                                 size: copy.source.size, reason: reason))
+                    }
+                    // Refused, or expunged on the source meanwhile: nothing copied.
                     cancelled.append(transferId)
                 }
             }
@@ -348,12 +377,20 @@ struct MailboxSync: Sendable {
     /// transfer id, the destination key (nil when the store could not tell).
     /// Never holds a whole message: chunks go straight through.
     func stream(_ keys: [MessageKey], from source: Side, mailbox sourceMailbox: String, to destination: Side, mailbox destinationMailbox: String,
-                envelopes: [MessageKey: AppendEnvelope]) async throws -> [String: MessageKey?] {
+                envelopes: [MessageKey: AppendEnvelope]) async throws -> StreamResult {
         let sink = CopySink(destination: stores[destination], mailbox: destinationMailbox, envelopes: envelopes)
-        try await io(source, "copying from \(sourceMailbox) to \(destination.rawValue) \(destinationMailbox)") {
-            try await stores[source].fetch(keys, in: sourceMailbox, into: sink)
+        let operation = "copying from \(sourceMailbox) to \(destination.rawValue) \(destinationMailbox)"
+        do {
+            try await io(source, operation) { try await stores[source].fetch(keys, in: sourceMailbox, into: sink) }
+        } catch {
+            // The source failed mid-message: the destination's open append is
+            // abandoned (an IMAP connection must not stay inside a literal).
+            await sink.abandon()
+            try? await sink.confirmAll()
+            throw error
         }
-        return await sink.landed
+        try await io(destination, operation) { try await sink.confirmAll() }
+        return StreamResult(landed: await sink.landed, rejected: await sink.rejected)
     }
 
     /// Moves messages between two mailboxes of one store: MOVE when
@@ -377,7 +414,13 @@ struct MailboxSync: Sendable {
                                                     messageId: message.messageId, transferId: transferId)
             byTransfer[transferId] = message.key
         }
-        let landed = try await stream(messages.map(\.key), from: side, mailbox: source, to: side, mailbox: destination, envelopes: envelopes)
+        let streamed = try await stream(messages.map(\.key), from: side, mailbox: source, to: side, mailbox: destination, envelopes: envelopes)
+        if let refused = streamed.rejected.first {
+            // Expunging the originals now would lose the refused one.
+            throw SyncError.store(account: account, mailbox: source, side: side, operation: "copying to \(destination) (move without MOVE)",
+                                  cause: "a message was refused: \(refused.value); nothing was expunged")
+        }
+        let landed = streamed.landed
         try await io(side, "EXPUNGE in \(source)") { try await store.expunge(messages.map(\.key), in: source) }
         var result: [MessageKey: MessageKey] = [:]
         for (transferId, key) in landed {
@@ -468,13 +511,25 @@ extension MessageListing {
 }
 
 /// Bridges a store's fetch into another store's append, message by message.
+/// What `stream` learned: per transfer id, the destination key (nil when
+/// the store could not tell), or why the destination refused the message.
+struct StreamResult: Sendable {
+    var landed: [String: MessageKey?]
+    var rejected: [String: String]
+}
+
 actor CopySink: MessageSink {
     private let destination: any MailStore
     private let mailbox: String
     private let envelopes: [MessageKey: AppendEnvelope]
     private var current: (writer: any AppendWriter, transferId: String)?
+    /// Appends whose body is complete and whose confirmation is awaited,
+    /// oldest first; at most the destination's `appendWindow`.
+    private var unconfirmed: [(transferId: String, confirmation: Task<MessageKey?, any Error>)] = []
     /// Per transfer id, the key the destination reported (nil: unknown).
     private(set) var landed: [String: MessageKey?] = [:]
+    /// Per transfer id, why the destination refused that one message.
+    private(set) var rejected: [String: String] = [:]
 
     init(destination: any MailStore, mailbox: String, envelopes: [MessageKey: AppendEnvelope]) {
         self.destination = destination
@@ -503,8 +558,45 @@ actor CopySink: MessageSink {
     func end() async throws {
         guard let current else { throw CopySinkError.outOfOrder }
         self.current = nil
-        let key = try await current.writer.finish()
-        landed[current.transferId] = .some(key)
+        let writer = current.writer
+        do {
+            try await writer.endBody()
+        } catch {
+            await writer.cancel()
+            throw error
+        }
+        unconfirmed.append((current.transferId, Task { try await writer.finish() }))
+        while unconfirmed.count >= destination.capabilities.appendWindow {
+            try await confirmOldest()
+        }
+    }
+
+    /// Cancels the message being written, if any.
+    func abandon() async {
+        if let current {
+            self.current = nil
+            await current.writer.cancel()
+        }
+    }
+
+    /// Waits for every outstanding confirmation. After a failure the rest
+    /// are still awaited (so no append outlives the run), then the first
+    /// error is thrown.
+    func confirmAll() async throws {
+        var firstError: (any Error)?
+        while !unconfirmed.isEmpty {
+            do { try await confirmOldest() } catch { if firstError == nil { firstError = error } }
+        }
+        if let firstError { throw firstError }
+    }
+
+    private func confirmOldest() async throws {
+        let (transferId, confirmation) = unconfirmed.removeFirst()
+        do {
+            landed[transferId] = .some(try await confirmation.value)
+        } catch let refusal as MessageRejected {
+            rejected[transferId] = refusal.reason
+        }
     }
 }
 

@@ -28,10 +28,18 @@ public actor MemoryStore: MailStore {
         public var lazyMessageIds: Bool
         /// Bytes per chunk handed to a sink.
         public var chunkSize: Int
+        /// Appends awaiting confirmation at once (`StoreCapabilities.appendWindow`).
+        public var appendWindow: Int
+        /// Appends of larger bodies are refused with `MessageRejected`, as an
+        /// IMAP server answers `NO [TOOBIG]`.
+        public var maximumAppendSize: Int?
 
         public init(keyKind: MessageKeyKind, delta: Bool = true, appendReturnsKeys: Bool = true, move: Bool = true,
                     keywords: Bool = true, reportsUidValidity: Bool? = nil, keepsTransferIds: Bool? = nil,
-                    listsStatus: Bool = true, lazyMessageIds: Bool = true, chunkSize: Int = 16) {
+                    listsStatus: Bool = true, lazyMessageIds: Bool = true, chunkSize: Int = 16,
+                    appendWindow: Int = 1, maximumAppendSize: Int? = nil) {
+            self.appendWindow = appendWindow
+            self.maximumAppendSize = maximumAppendSize
             self.keyKind = keyKind
             self.delta = delta
             self.appendReturnsKeys = appendReturnsKeys
@@ -81,7 +89,8 @@ public actor MemoryStore: MailStore {
         self.configuration = configuration
         capabilities = StoreCapabilities(
             keyKind: configuration.keyKind, move: configuration.move,
-            keysSurviveMove: configuration.keyKind == .name, keywords: configuration.keywords)
+            keysSurviveMove: configuration.keyKind == .name, keywords: configuration.keywords,
+            appendWindow: configuration.appendWindow)
         nextValidity = firstUidValidity
         for (name, role) in mailboxes {
             boxes[name] = Box(role: role, uidValidity: nextValidity)
@@ -388,6 +397,9 @@ actor MemoryAppendWriter: AppendWriter {
 
     func finish() async throws -> MessageKey? {
         guard !cancelled else { throw MemoryStoreError.unsupported("finishing a cancelled append") }
+        if let limit = store.configuration.maximumAppendSize, body.count > limit {
+            throw MessageRejected(reason: "[TOOBIG] message of \(body.count) bytes is larger than \(limit)")
+        }
         return try await store.completeAppend(mailbox: mailbox, envelope: envelope, body: body)
     }
 

@@ -128,8 +128,15 @@ struct FaultInjectingAppendWriter: AppendWriter {
         try await inner.write(chunk)
     }
 
+    /// A simulated crash abandons the inner append, as a real one would
+    /// drop its connection.
+    func endBody() async throws {
+        do { try await schedule.checkAlive() } catch { await inner.cancel(); throw error }
+        try await inner.endBody()
+    }
+
     func finish() async throws -> MessageKey? {
-        try await schedule.checkAlive()
+        do { try await schedule.checkAlive() } catch { await inner.cancel(); throw error }
         let key = try await inner.finish()
         try await schedule.recordMutation()
         return key

@@ -27,12 +27,18 @@ public actor SyncEngine {
     private let options: SyncOptions
     private let logger: Logger
     private var phase: Phase = .idle
+    private var runStarted = ContinuousClock.now
+    private let planObserver: (@Sendable (PlannedTransfers) -> Void)?
 
     /// - Parameters:
     ///   - far: hands out far store handles (an IMAP connection each).
     ///   - near: hands out near store handles.
+    ///   - planObserver: told each mailbox's planned copies before they
+    ///     start (progress displays use it for an ETA).
     public init(account: String, state: StateStore, far: @escaping StoreFactory, near: @escaping StoreFactory,
-                options: SyncOptions = SyncOptions(), logger: Logger = Logger(label: "ferrymail.sync")) {
+                options: SyncOptions = SyncOptions(), logger: Logger = Logger(label: "ferrymail.sync"),
+                planObserver: (@Sendable (PlannedTransfers) -> Void)? = nil) {
+        self.planObserver = planObserver
         self.account = account
         self.state = state
         self.factories = Sides(far: far, near: near)
@@ -64,6 +70,7 @@ public actor SyncEngine {
             throw .state(account: account, mailbox: nil, cause: "a sync of this account is already running in this process")
         }
         phase = .running
+        runStarted = .now
         defer { phase = .idle }
 
         var report = SyncReport(account: account, dryRun: options.dryRun)
@@ -108,17 +115,26 @@ public actor SyncEngine {
         await pool.release(primary)
         report.folderChanges = folders.changes
         report.errors += folders.errors
+        logger.debug("listed and paired folders", metadata: ["ferrymail.mailboxes": "\(folders.pairs.count)", "ferrymail.elapsed": "\(elapsed())"])
 
         let workers = folders.pairs.map { entry in
             MailboxWork(record: entry.record, infos: entry.infos, deletion: folders.deletion(for: entry.record), absent: entry.absent)
         }
 
-        // Phase 2: load, in parallel.
-        var loads = await forEach(workers, pool: pool, unreachable: { work, error in
+        // Phase 2: load, in parallel. A mailbox the committed watermarks prove
+        // unchanged is skipped before any handle is taken for it, so a no-op
+        // run opens no connection beyond the one that listed the folders.
+        var loads = [LoadOutcome](repeating: .skipped, count: workers.count)
+        let unfinished = try? state.mailboxesWithUnfinishedWork()
+        let changed = workers.indices.filter { !isUnchanged(workers[$0], unfinished: unfinished) }
+        let loaded = await forEach(changed.map { workers[$0] }, pool: pool, unreachable: { work, error in
             .failed(self.connectionError(work, error))
         }) { work, stores, engine in
             await engine.load(work, stores: stores)
         }
+        for (index, outcome) in zip(changed, loaded) { loads[index] = outcome }
+        logger.debug("loaded changed mailboxes", metadata: [
+            "ferrymail.changed": "\(changed.count)", "ferrymail.mailboxes": "\(workers.count)", "ferrymail.elapsed": "\(elapsed())"])
 
         // Phase 3: moves across mailboxes.
         let movable = loads.enumerated().compactMap { index, outcome -> (Int, LoadedMailbox)? in
@@ -171,18 +187,32 @@ public actor SyncEngine {
                           ignoredKeys: ignoredKeys[index] ?? Sides(far: [], near: []))
         }
         func propagateAll(_ items: [PropagateItem], reload: Bool) async -> [MailboxReport] {
-            await forEach(items, pool: pool, unreachable: { item, error in
+            // Skipped mailboxes need no handle unless they are reloaded.
+            var reports = [MailboxReport?](repeating: nil, count: items.count)
+            var active: [Int] = []
+            for (index, item) in items.enumerated() {
+                if case .skipped = item.outcome, !reload {
+                    var report = MailboxReport(farName: item.work.record.farName, nearName: item.work.record.nearName)
+                    report.skipped = true
+                    reports[index] = report
+                } else {
+                    active.append(index)
+                }
+            }
+            let propagated = await forEach(active.map { items[$0] }, pool: pool, unreachable: { item, error in
                 var report = MailboxReport(farName: item.work.record.farName, nearName: item.work.record.nearName)
                 report.error = self.connectionError(item.work, error)
                 return report
             }) { item, stores, engine in
                 var outcome = item.outcome
                 if reload, !outcome.isFailure {
-                    outcome = await engine.load(item.work, stores: stores, allowSkip: false)
+                    outcome = await engine.load(item.work, stores: stores)
                 }
                 return await engine.propagate(item.work, outcome: outcome, stores: stores,
                                               ignoredPairs: item.ignoredPairs, ignoredKeys: item.ignoredKeys)
             }
+            for (index, report) in zip(active, propagated) { reports[index] = report }
+            return reports.map { $0! }
         }
         let trashIndices = workers.indices.filter { isTrash[$0] && options.expungePolicy == .trash && !options.dryRun }
         let otherIndices = workers.indices.filter { !trashIndices.contains($0) }
@@ -194,6 +224,13 @@ public actor SyncEngine {
             results[index] = result
         }
         report.mailboxes = results.map { $0! }
+        logger.debug("propagated", metadata: ["ferrymail.elapsed": "\(elapsed())"])
+    }
+
+    /// Milliseconds since the run started, for `--verbose` phase timings.
+    private func elapsed() -> String {
+        let duration = runStarted.duration(to: .now)
+        return "\(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000) ms"
     }
 
     // MARK: - One mailbox
@@ -216,15 +253,14 @@ public actor SyncEngine {
     }
 
     private func load(_ work: MailboxWork, stores: Sides<any MailStore>, releasingTo pool: HandlePool) async -> LoadOutcome {
-        let outcome = await load(work, stores: stores, allowSkip: false)
+        let outcome = await load(work, stores: stores)
         await pool.release(stores)
         return outcome
     }
 
-    private func load(_ work: MailboxWork, stores: Sides<any MailStore>, allowSkip: Bool = true) async -> LoadOutcome {
+    private func load(_ work: MailboxWork, stores: Sides<any MailStore>) async -> LoadOutcome {
         let sync = mailboxSync(work, stores: stores)
         do {
-            if allowSkip, try isUnchanged(work) { return .skipped }
             return .loaded(try await sync.load())
         } catch let error as SyncError {
             return .failed(error)
@@ -236,13 +272,15 @@ public actor SyncEngine {
     /// The fast path: LIST-STATUS (or a scan token) equal to the committed
     /// watermarks on both sides, and nothing pending, proves the mailbox
     /// unchanged, so it is skipped without SELECT or a scan.
-    private func isUnchanged(_ work: MailboxWork) throws -> Bool {
-        guard let farStatus = work.infos.far.status, let nearStatus = work.infos.near.status else { return false }
+    /// `unfinished` holds the mailboxes with pending copies or expunges
+    /// (nil when the state could not say: nothing is skipped then).
+    private func isUnchanged(_ work: MailboxWork, unfinished: Set<Int64>?) -> Bool {
+        guard let unfinished, let id = work.record.id, !unfinished.contains(id),
+              let farStatus = work.infos.far.status, let nearStatus = work.infos.near.status else { return false }
         let record = work.record
         let farMark = SyncWatermark(uidValidity: record.farUidValidity, uidNext: record.farUidNext, highestModSeq: record.farHighestModSeq)
         let nearMark = NearWatermarkText.decode(record.nearScanToken)
-        guard record.lastSyncAt != nil, farMark.provesUnchanged(farStatus), nearMark.provesUnchanged(nearStatus) else { return false }
-        return try state.pendingCopies(in: record.id!).isEmpty && state.pendingExpunges(in: record.id!).isEmpty
+        return record.lastSyncAt != nil && farMark.provesUnchanged(farStatus) && nearMark.provesUnchanged(nearStatus)
     }
 
     private func propagate(_ work: MailboxWork, outcome: LoadOutcome, stores: Sides<any MailStore>,
@@ -263,6 +301,12 @@ public actor SyncEngine {
         let sync = mailboxSync(work, stores: stores)
         do {
             let plan = try Reconciler.reconcile(sync.reconcileInput(loaded, ignoredPairs: ignoredPairs, ignoredKeys: ignoredKeys))
+            if let planObserver, !options.dryRun {
+                let limit = options.maxMessageSize ?? .max
+                let copies = plan.copies.map { $0.filter { $0.source.size <= limit } }
+                planObserver(PlannedTransfers(mailbox: work.record.farName, messages: copies.map(\.count),
+                                              bytes: copies.map { $0.reduce(0) { $0 + $1.source.size } }))
+            }
             if options.dryRun {
                 report.plan = plan
                 report.copied = plan.copies.map(\.count)
@@ -363,6 +407,19 @@ public actor SyncEngine {
     private nonisolated func connectionError(_ work: MailboxWork, _ error: any Error) -> SyncError {
         if let error = error as? SyncError { return error }
         return .store(account: account, mailbox: work.record.farName, side: .far, operation: "connecting", cause: "\(error)")
+    }
+}
+
+/// The copies one mailbox's plan holds, by destination side.
+public struct PlannedTransfers: Sendable, Hashable {
+    public var mailbox: String
+    public var messages: Sides<Int>
+    public var bytes: Sides<Int64>
+
+    public init(mailbox: String, messages: Sides<Int>, bytes: Sides<Int64>) {
+        self.mailbox = mailbox
+        self.messages = messages
+        self.bytes = bytes
     }
 }
 

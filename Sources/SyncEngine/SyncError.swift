@@ -22,6 +22,12 @@ public enum SyncError: Error, Sendable, Hashable, CustomStringConvertible {
     case state(account: String, mailbox: String?, cause: String)
     /// A dry run reached a store mutation: a bug, reported instead of changing anything.
     case dryRunViolation(account: String, operation: String)
+    /// The destination refused one message (too large, over quota, …); the
+    /// others were copied, and this one is tried again on the next run.
+    case messageRejected(account: String, mailbox: String, side: Side, message: String, size: Int64, reason: String)
+    /// The message is larger than the account's `max_message_size`; it is
+    /// not copied (on every run, until the limit is raised).
+    case messageTooLarge(account: String, mailbox: String, side: Side, message: String, size: Int64, limit: Int64)
 
     public var description: String {
         switch self {
@@ -46,6 +52,12 @@ public enum SyncError: Error, Sendable, Hashable, CustomStringConvertible {
             return "account \(account)\(place): \(cause)"
         case let .dryRunViolation(account, operation):
             return "account \(account): dry run attempted \(operation); nothing was changed (please report this bug)"
+        case let .messageRejected(account, mailbox, side, message, size, reason):
+            return "account \(account), mailbox \(mailbox): the \(side.rawValue) side refused message \(message) (\(size) bytes): \(reason); "
+                + "the other messages were copied and this one is tried again on the next run"
+        case let .messageTooLarge(account, mailbox, side, message, size, limit):
+            return "account \(account), mailbox \(mailbox): message \(message) (\(size) bytes) was not copied to the \(side.rawValue) side: "
+                + "larger than max_message_size (\(limit) bytes); raise the limit to copy it"
         }
     }
 }

@@ -89,10 +89,14 @@ public struct SyncOptions: Sendable, Hashable {
     public var mapping: MailboxMapping
     /// Copies are journaled and confirmed in batches of this many messages.
     public var copyBatchSize: Int
+    /// Messages larger than this many bytes are not copied either way (and
+    /// reported as such on every run); nil copies everything.
+    public var maxMessageSize: Int64?
 
     public init(direction: SyncDirection = .both, dryRun: Bool = false, expungePolicy: ExpungePolicy = .propagate,
                 massDeletion: MassDeletionGuard = MassDeletionGuard(), maxConcurrentMailboxes: Int = 4,
-                mapping: MailboxMapping = MailboxMapping(), copyBatchSize: Int = 50) {
+                mapping: MailboxMapping = MailboxMapping(), copyBatchSize: Int = 50, maxMessageSize: Int64? = nil) {
+        self.maxMessageSize = maxMessageSize
         self.direction = direction
         self.dryRun = dryRun
         self.expungePolicy = expungePolicy

@@ -51,6 +51,10 @@ public struct MailboxReport: Sendable, Equatable {
     /// The plan, kept for dry runs.
     public var plan: Plan?
     public var error: SyncError?
+    /// Messages not copied while the rest of the mailbox was: refused by the
+    /// destination, or above `max_message_size`. Never silent: each makes the
+    /// run report a failure.
+    public var notCopied: [SyncError] = []
 
     public init(farName: String, nearName: String) {
         self.farName = farName
@@ -74,7 +78,7 @@ public struct SyncReport: Sendable, Equatable {
     }
 
     /// Every error of the run, account-wide and per mailbox.
-    public var allErrors: [SyncError] { errors + mailboxes.compactMap(\.error) }
+    public var allErrors: [SyncError] { errors + mailboxes.flatMap { $0.notCopied + ($0.error.map { [$0] } ?? []) } }
 
     public var succeeded: Bool { allErrors.isEmpty }
 

@@ -626,10 +626,26 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// Mailbox pairs with copies or expunges not yet finished, in one query
+    /// over the small partial index, so a run proves all its untouched
+    /// mailboxes clean at once.
+    public func mailboxesWithUnfinishedWork() throws(StateError) -> Set<Int64> {
+        try read { db in
+            Set(try Int64.fetchAll(db, MessagePairRecord
+                .select(MessagePairRecord.Columns.mailboxPairId, as: Int64.self)
+                .filter(MessagePairRecord.Columns.status != MessagePairStatus.paired.rawValue)
+                .distinct()))
+        }
+    }
+
     private func unfinished(in mailbox: Int64, statuses: [MessagePairStatus]) throws(StateError) -> [MessagePairRecord] {
         try read { db in
+            // The `!= paired` term is what lets SQLite use the partial index
+            // `messagePair_unfinished` (an IN list alone does not imply it), so
+            // this stays a few rows read whatever the mailbox's size.
             try MessagePairRecord
                 .filter(MessagePairRecord.Columns.mailboxPairId == mailbox
+                    && MessagePairRecord.Columns.status != MessagePairStatus.paired.rawValue
                     && statuses.map(\.rawValue).contains(MessagePairRecord.Columns.status))
                 .order(MessagePairRecord.Columns.id)
                 .fetchAll(db)

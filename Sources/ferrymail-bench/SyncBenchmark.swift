@@ -52,7 +52,9 @@ enum SyncBenchmark {
                            maxRSSMegabytes: kilobytes / 1024, status: exit)
     }
 
-    static func run(ferrymail: String, messages count: Int, size: Int) async throws {
+    /// `hold`: after the rounds, print the config and wait for a line on stdin
+    /// before tearing down, so the seeded account can be profiled by hand.
+    static func run(ferrymail: String, messages count: Int, size: Int, hold: Bool = false, withMbsync: Bool = true) async throws {
         let server = try await DovecotServer.start(.init())
         defer { server.stop() }
         let (alice, bob) = (server.users[0], server.users[1])
@@ -125,8 +127,8 @@ enum SyncBenchmark {
             SyncState *
 
             """.write(toFile: mbsyncrc, atomically: true, encoding: .utf8)
-        let mbsync = FileManager.default.isExecutableFile(atPath: "/usr/bin/mbsync")
-        if !mbsync { print("sync: mbsync not installed (apt-get install isync): measuring Ferrymail only") }
+        let mbsync = withMbsync && FileManager.default.isExecutableFile(atPath: "/usr/bin/mbsync")
+        if !mbsync { print(withMbsync ? "sync: mbsync not installed (apt-get install isync): measuring Ferrymail only" : "sync: --no-mbsync: measuring Ferrymail only") }
 
         func round(_ name: String) throws {
             let ours = try measure([ferrymail, "sync", "--config", config])
@@ -152,7 +154,7 @@ enum SyncBenchmark {
         }
         try round("after server changes")
         // Local changes: 100 flag changes (add S or F by renaming) and 20 deletions in INBOX.
-        for root in ["\(work)/ferrymail-mail/cur", "\(mbsyncMail)/INBOX/cur"] {
+        for root in ["\(work)/ferrymail-mail/cur"] + (mbsync ? ["\(mbsyncMail)/INBOX/cur"] : []) {
             let files = try FileManager.default.contentsOfDirectory(atPath: root).sorted()
             for file in files.prefix(100) {
                 let renamed = file.contains(":2,") && !file.hasSuffix("T") ? file + "T" : file
@@ -166,5 +168,9 @@ enum SyncBenchmark {
         // second one shows the steady state, where unchanged folders are skipped.
         try round("no-op")
         try round("no-op, steady state")
+        if hold {
+            print("sync: holding; config \(config), mbsyncrc \(mbsyncrc). Press Enter to tear down.")
+            _ = readLine()
+        }
     }
 }

@@ -13,10 +13,13 @@ import TestSupport
 //   ferrymail-bench fetch [--messages N]    2,000 × ~65 KB from a private Dovecot: pipelined vs one at a time
 //   ferrymail-bench maildir                 100,000-message scan, 10,000 × 20 KB durable deliveries
 //   ferrymail-bench state                   100,000 pair inserts
-//   ferrymail-bench sync [--messages N] [--size BYTES] [--ferrymail PATH]
+//   ferrymail-bench sync [--messages N] [--size BYTES] [--ferrymail PATH] [--hold] [--no-mbsync]
 //                                           ferrymail sync vs mbsync: initial, no-op, after changes
 //   ferrymail-bench archive [--messages N] [--size BYTES]
 //                                           backup and restore throughput, compression ratio, peak RSS
+//   ferrymail-bench restore [--messages N] [--size BYTES] [--ferrymail PATH] [--level N]
+//                                           end to end with the ferrymail binary: backup (mirror / download),
+//                                           verify-archive, restore (archive, no-op, Maildir) vs OfflineIMAP
 //   ferrymail-bench all
 
 func peakRSSMegabytes() -> Double {
@@ -85,6 +88,12 @@ func benchArchive(_ arguments: [String]) async throws {
     print("archive: \(result)")
 }
 
+/// `--ferrymail PATH`, or the `ferrymail` next to this executable.
+func ferrymailBinary(_ arguments: [String]) -> String {
+    arguments.firstIndex(of: "--ferrymail").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
+        ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ferrymail").path
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 let mode = arguments.first ?? "all"
 do {
@@ -97,15 +106,22 @@ do {
         let binary = arguments.firstIndex(of: "--ferrymail").map { arguments[$0 + 1] }
             ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ferrymail").path
         try await SyncBenchmark.run(ferrymail: binary, messages: option("--messages", arguments, default: 2_048),
-                                    size: option("--size", arguments, default: 50_000))
+                                    size: option("--size", arguments, default: 50_000),
+                                    hold: arguments.contains("--hold"), withMbsync: !arguments.contains("--no-mbsync"))
     case "archive": try await benchArchive(arguments)
+    case "restore":
+        // Defaults: issue 6's 20,000 messages / ~1.4 GB (3% are 20× the size).
+        try await RestoreBenchmark.run(ferrymail: ferrymailBinary(arguments), messages: option("--messages", arguments, default: 20_000),
+                                       size: option("--size", arguments, default: 43_000),
+                                       level: option("--level", arguments, default: 6))
     case "all":
         benchParser(arguments)
         try benchState()
         try benchMaildir()
         try await benchFetch(arguments)
     default:
-        print("usage: ferrymail-bench [parser|fetch|maildir|state|sync|archive|all] [--bytes N] [--messages N] [--size BYTES]")
+        print("usage: ferrymail-bench [parser|fetch|maildir|state|sync|archive|restore|all] [--bytes N] [--messages N] [--size BYTES]\n"
+              + "       ferrymail-bench restore [--messages N] [--size BYTES] [--ferrymail PATH] [--level N]")
         exit(2)
     }
 } catch {

@@ -351,7 +351,7 @@ struct RestoreCommand: AsyncParsableCommand {
         let engine = SyncEngine(account: runName, state: state,
                                 far: { ProgressStore(try await far(), progress: counter, isNear: false) },
                                 near: { ProgressStore(try await near(), progress: counter, isNear: true) },
-                                options: options, logger: logger)
+                                options: options, logger: logger, planObserver: counter.observe)
         let outcome: Result<SyncReport, any Error>
         do { outcome = .success(try await engine.run()) } catch { outcome = .failure(error) }
         if let ticker {
@@ -366,7 +366,15 @@ struct RestoreCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let uploaded = direction == .push ? report.counts.appended : report.counts.fetched
-        let present = report.mailboxes.reduce(0) { $0 + $1.paired }
+        // Every message the state pairs for this restore is on the target; the
+        // ones not uploaded by this run were there already (an earlier run, or
+        // recognised by Message-ID, size and date).
+        var present = report.mailboxes.reduce(0) { $0 + $1.paired }
+        if !dryRun, let record = try? state.accounts().first(where: { $0.name == runName }), let id = record.id,
+           let boxes = try? state.mailboxPairs(account: id) {
+            let paired = boxes.compactMap(\.id).reduce(0) { $0 + ((try? state.pairs(in: $1).count) ?? 0) }
+            present = max(0, paired - uploaded)
+        }
         let seconds = (ContinuousClock.now - start).seconds
         print("\(runName)\(dryRun ? " (dry run: nothing changed)" : ""):")
         print(String(format: "  %@ %d messages in %.1f s (%.1f messages/s), %d already present, %d folders",

@@ -38,12 +38,14 @@ struct SyncCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let started = ContinuousClock.now
         let config = try common.loadConfiguration()
         let accounts = try common.selectedAccounts(config)
         let level = common.bootstrapLogging(config)
         let logger = Logger(label: "ferrymail.sync")
         let state = try openState(config)
         defer { try? state.close() }
+        logger.debug("configuration read and state opened", metadata: ["ferrymail.elapsed": "\(started.duration(to: .now))"])
         let direction: SyncDirection = pull ? .pull : push ? .push : .both
         let connections = config.general.connectionsPerAccount
         let dryRun = self.dryRun
@@ -79,7 +81,7 @@ struct SyncCommand: AsyncParsableCommand {
                     let engine = SyncEngine(account: account.name, state: state,
                                             far: { ProgressStore(try await far(), progress: counter, isNear: false) },
                                             near: { ProgressStore(try await near(), progress: counter, isNear: true) },
-                                            options: stores.options, logger: logger)
+                                            options: stores.options, logger: logger, planObserver: counter.observe)
                     do {
                         let report = try await engine.run()
                         return (account.name, .success(report), ContinuousClock.now - start)
@@ -139,6 +141,7 @@ enum SyncReportText {
                              + (mailbox.paired > 0 ? ", paired \(mailbox.paired)" : ""))
             }
             if let error = mailbox.error { lines.append("  \(mailbox.farName): error: \(error)") }
+            for failure in mailbox.notCopied { lines.append("  \(mailbox.farName): not copied: \(failure)") }
         }
         for error in report.errors { lines.append("  error: \(error)") }
         return lines.joined(separator: "\n")
@@ -156,11 +159,22 @@ enum ProgressLine {
             for name in names {
                 let s = await progress[name]!.current()
                 let mb = Double(s.bytes) / 1e6
-                parts.append("\(name): ↓\(s.downloaded) ↑\(s.uploaded), "
-                             + String(format: "%.1f MB, %.1f MB/s", mb, mb / max(s.elapsed.seconds, 0.001)))
+                var part = "\(name): ↓\(s.downloaded) ↑\(s.uploaded)"
+                if s.plannedMessages > 0 { part += " of \(s.plannedMessages)" }
+                part += String(format: ", %.1f MB, %.1f MB/s", mb, mb / max(s.elapsed.seconds, 0.001))
+                if let left = s.remaining { part += ", ETA " + Self.clock(left) }
+                parts.append(part)
             }
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + parts.joined(separator: " | ")).utf8))
         }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+
+    /// 42s, 3m05s, 1h02m.
+    static func clock(_ duration: Duration) -> String {
+        let seconds = Int(duration.seconds.rounded())
+        if seconds < 60 { return "\(seconds)s" }
+        if seconds < 3600 { return String(format: "%dm%02ds", seconds / 60, seconds % 60) }
+        return String(format: "%dh%02dm", seconds / 3600, seconds % 3600 / 60)
     }
 }

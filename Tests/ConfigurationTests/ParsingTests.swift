@@ -5,6 +5,63 @@ import Testing
 
 @Suite("Parsing valid configurations")
 struct ParsingTests {
+    @Test("issue 4's minimal form works exactly as written")
+    func issueMinimalForm() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { cleanUp(directory) }
+        let certificate = directory + "/cert.pem"
+        FileManager.default.createFile(atPath: certificate, contents: Data("-----BEGIN CERTIFICATE-----\n".utf8))
+        let configuration = try parseConfig("""
+            state = "/var/tmp/ferry/state.sqlite"    # optional; default under $XDG_STATE_HOME
+
+            [[account]]
+            name = "work"
+            host = "127.0.0.1"
+            port = 10993
+            tls = "implicit"                 # implicit | starttls | none
+            ca_file = "\(certificate)"    # optional extra trust anchor
+            user = "alice"
+            password = "secret-alice"        # or password_command / password_file / password_env
+            maildir = "/var/tmp/ferry/Mail/work"
+            layout = "maildir++"             # maildir++ | fs
+
+            [[account]]
+            name = "lab"
+            host = "127.0.0.1"
+            port = 10143
+            tls = "none"
+            allow_insecure = true
+            user = "bob"
+            password_env = "LAB_PASSWORD"
+            maildir = "/var/tmp/ferry/Mail/lab"
+            """)
+        #expect(configuration.general.statePath == "/var/tmp/ferry/state.sqlite")
+        let (work, lab) = (configuration.accounts[0], configuration.accounts[1])
+        #expect(work.security == .implicitTLS)
+        #expect(work.port == 10993)
+        #expect(try work.secret.resolve() == "secret-alice")
+        #expect(!String(describing: work).contains("secret-alice"))
+        #expect(work.layout == .maildirPlusPlus)
+        #expect(lab.security == .plaintext)
+        #expect(lab.allowInsecureAuth)
+        #expect(lab.secret.kind == .environment(variable: "LAB_PASSWORD"))
+    }
+
+    @Test("a password in a file other users can read gets a warning")
+    func inlinePasswordInAReadableFile() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { cleanUp(directory) }
+        let file = directory + "/config.toml"
+        let text = minimalAccount.replacingOccurrences(of: "password_command = \"pass show work\"", with: "password = \"hunter2\"")
+        FileManager.default.createFile(atPath: file, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644])
+        let open = try FerrymailConfiguration.load(path: file, environment: testEnvironment)
+        #expect(open.warnings.contains { $0.contains("other users on this machine can read it") })
+        #expect(!open.warnings.joined().contains("hunter2"))
+        chmod(file, 0o600)
+        let closed = try FerrymailConfiguration.load(path: file, environment: testEnvironment)
+        #expect(closed.warnings.isEmpty)
+    }
+
     @Test("a full configuration with two accounts")
     func fullConfiguration() throws {
         let configuration = try parseConfig(

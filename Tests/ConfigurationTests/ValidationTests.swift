@@ -43,12 +43,20 @@ struct ValidationTests {
         #expect(found[2].hint?.contains("move it to [general]") == true)
     }
 
-    @Test("a plain password key is refused without echoing its value")
-    func passwordKey() throws {
+    @Test("an inline password with another source is one error, without echoing the password")
+    func inlinePasswordConflict() throws {
         let issue = try #require(singleIssue(minimalAccount + "\npassword = \"hunter2\""))
         #expect(issue.line == 7)
-        #expect(issue.hint?.contains("never reads passwords") == true)
+        #expect(issue.message == "more than one password source: 'password_command', 'password'")
         #expect(!issue.description.contains("hunter2"))
+    }
+
+    @Test("tls and security, or state in two places, are refused as contradictions")
+    func aliasConflicts() {
+        let found = issues("state = \"/tmp/a.sqlite\"\n[general]\nstate = \"/tmp/b.sqlite\"\n" + minimalAccount
+                           + "\ntls = \"none\"\nsecurity = \"tls\"")
+        #expect(found.map(\.message).contains("'state' is set both at the top and in [general]"))
+        #expect(found.map(\.message).contains("'tls' and 'security' say the same thing"))
     }
 
     @Test("wrong types name the expected type and how to write it")

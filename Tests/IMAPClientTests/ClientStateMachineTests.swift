@@ -70,6 +70,21 @@ import Testing
         #expect(actions.last == .write(ByteBuffer(string: "A2 NOOP\r\n")))
     }
 
+    @Test func anEarlyAnswerDoesNotCutANonSynchronizingLiteralShort() {
+        var sm = ClientStateMachine()
+        let append = CommandID(1), logout = CommandID(2)
+        let actions = sm.enqueue(id: append, tag: "A1", role: .generic,
+                                 chunks: [line("A1 APPEND INBOX {100000+}\r\n"), .appendBody(index: 0, size: 100_000), line("\r\n")])
+        #expect(actions == [.write(ByteBuffer(string: "A1 APPEND INBOX {100000+}\r\n")), .streamAppendBody(append, index: 0, size: 100_000)])
+        #expect(sm.enqueue(id: logout, tag: "A2", role: .generic, chunks: [line("A2 LOGOUT\r\n")]).isEmpty)
+        // Dovecot refuses an over-size message as soon as it reads the literal's size.
+        let no = TaggedResponse(tag: "A1", status: .no, text: ResponseText(code: .other(name: "LIMIT", text: nil), text: "too large"))
+        #expect(sm.receive(.tagged(no)) == [.completed(append, no)], "LOGOUT must not be written into the literal")
+        // Once the last byte is out, the line is ended and the queue moves on.
+        #expect(sm.appendBodyWritten(append) == [.write(ByteBuffer(string: "\r\n")), .write(ByteBuffer(string: "A2 LOGOUT\r\n"))])
+        #expect(sm.outstandingCommands == [logout])
+    }
+
     @Test func idleWaitsForContinuationBeforeDone() {
         var sm = ClientStateMachine()
         let idle = CommandID(1)

@@ -13,7 +13,7 @@ enum ContractStore: Sendable, CustomTestStringConvertible {
     case imap(ServerKind)
     case maildir
 
-    static let all: [ContractStore] = ServerKind.allCases.map { .imap($0) } + [.maildir]
+    static let all: [ContractStore] = ServerKind.protocolKinds.map { .imap($0) } + [.maildir]
 
     var testDescription: String {
         switch self {

@@ -22,15 +22,38 @@ enum ServerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case noModSeq
     case noUIDPlus
     case noMove
+    /// Full-featured, but refuses messages over 50,000 bytes (the quota
+    /// plugin's `quota_max_mail_size`): APPEND answers `NO [LIMIT]`.
+    case sizeLimited
+
+    /// The kinds that differ in protocol; `sizeLimited` only in policy.
+    static var protocolKinds: [ServerKind] { [.full, .condStoreOnly, .noModSeq, .noUIDPlus, .noMove] }
 
     var disabled: Set<String> {
         switch self {
-        case .full: []
+        case .full, .sizeLimited: []
         case .condStoreOnly: ["QRESYNC"]
         case .noModSeq: ["QRESYNC", "CONDSTORE"]
         case .noUIDPlus: ["UIDPLUS"]
         case .noMove: ["MOVE"]
         }
+    }
+
+    static let sizeLimit = 50_000
+
+    var extraConfiguration: String {
+        guard self == .sizeLimited else { return "" }
+        return """
+            protocol imap {
+              mail_plugins = $mail_plugins quota
+            }
+            plugin {
+              quota = count:User quota
+              quota_rule = *:storage=1G
+              quota_vsizes = yes
+              quota_max_mail_size = \(Self.sizeLimit)
+            }
+            """
     }
 
     var testDescription: String { rawValue }
@@ -89,7 +112,7 @@ actor Servers {
         let task = servers[kind] ?? Task {
             try await DovecotServer.start(DovecotServer.Options(
                 users: (1...Self.usersPerServer).map { DovecotServer.Account(name: "u\($0)", password: "pw-\($0)-Secret") },
-                disabledCapabilities: kind.disabled, compress: false, notify: false))
+                disabledCapabilities: kind.disabled, compress: false, notify: false, extraConfiguration: kind.extraConfiguration))
         }
         servers[kind] = task
         let server = try await task.value
