@@ -21,7 +21,7 @@ public struct ArchiveWriterOptions: Sendable, Hashable {
     /// Read/write/compress chunk size.
     public var chunkSize: Int
 
-    public init(compressionLevel: Int32 = 6, memberSize: Int = 1 << 20, spoolMemoryLimit: Int = 4 << 20, chunkSize: Int = 64 << 10) {
+    public init(compressionLevel: Int32 = 1, memberSize: Int = 1 << 20, spoolMemoryLimit: Int = 4 << 20, chunkSize: Int = 64 << 10) {
         self.compressionLevel = min(9, max(0, compressionLevel))
         self.memberSize = max(64 << 10, memberSize)
         self.spoolMemoryLimit = max(0, spoolMemoryLimit)

@@ -300,8 +300,13 @@ struct MailboxSync: Sendable {
         var copied = 0
         var start = 0
         while start < copies.count {
-            let batch = Array(copies[start..<min(start + options.copyBatchSize, copies.count)])
-            start += batch.count
+            var end = start + 1, bytes = copies[start].source.size
+            while end < copies.count, end - start < options.copyBatchSize, bytes + copies[end].source.size <= options.copyBatchBytes {
+                bytes += copies[end].source.size
+                end += 1
+            }
+            let batch = Array(copies[start..<end])
+            start = end
             let pendings = try batch.map { copy in
                 PendingCopy(source: try columns.source(on: source, copy.source.key), flags: copy.flags, size: copy.source.size,
                             internalDate: copy.source.internalDate, messageId: copy.source.messageId)

@@ -81,7 +81,7 @@ func benchArchive(_ arguments: [String]) async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferrymail-archive-bench-\(UUID())").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let level = Int32(option("--level", arguments, default: 6))
+    let level = Int32(option("--level", arguments, default: 1))
     let result = try await ArchiveBenchmark.run(messages: option("--messages", arguments, default: 2_000),
                                                 messageSize: option("--size", arguments, default: 70_000),
                                                 directory: directory, options: ArchiveWriterOptions(compressionLevel: level))
@@ -113,7 +113,7 @@ do {
         // Defaults: issue 6's 20,000 messages / ~1.4 GB (3% are 20× the size).
         try await RestoreBenchmark.run(ferrymail: ferrymailBinary(arguments), messages: option("--messages", arguments, default: 20_000),
                                        size: option("--size", arguments, default: 43_000),
-                                       level: option("--level", arguments, default: 6))
+                                       level: option("--level", arguments, default: 1))
     case "all":
         benchParser(arguments)
         try benchState()

@@ -30,8 +30,8 @@ struct BackupCommand: AsyncParsableCommand {
     @ArgumentParser.Flag(name: .long, help: "Store only messages absent from this account's previous archives.")
     var incremental = false
 
-    @Option(name: .long, help: "gzip level 1 (fastest) … 9 (smallest).")
-    var level: Int32 = 6
+    @Option(name: .long, help: "gzip level 1 (fastest, the default) … 9 (smallest).")
+    var level: Int32 = 1
 
     func validate() throws {
         if common.account.count != 1 { throw ValidationError("name exactly one --account to back up") }

@@ -70,7 +70,7 @@ struct RestoreProcessTests {
     func restoreKilledPartWay() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build the ferrymail product first (\(Self.binary))")
         let source = try await RestoreServers.shared.account()
-        try Self.seed(source)
+        try await offloadBlocking { try Self.seed(source) }
         let expected = try source.checkedTree()
         #expect(expected.values.reduce(0) { $0 + $1.count } == Self.messages)
 
@@ -127,7 +127,7 @@ struct RestoreProcessTests {
     func backupKilledPartWay() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build the ferrymail product first (\(Self.binary))")
         let source = try await RestoreServers.shared.account()
-        try Self.seed(source)
+        try await offloadBlocking { try Self.seed(source) }
         let expected = try source.checkedTree()
         let directory = try TemporaryDirectory(prefix: "ferrymail-backup-kill")
         let config = try Self.writeConfiguration([("source", source)], in: directory.path)
