@@ -51,6 +51,20 @@ public struct MailboxMapping: Sendable, Hashable {
         self.nearNamesByFarName = nearNamesByFarName
     }
 
+    /// For a restore into an existing account (the near side): a folder with
+    /// a special-use role lands in the target's folder of that role (its
+    /// `\Sent` may be called "Sent Items"), under the target's hierarchy
+    /// delimiter, unless `renames` says otherwise.
+    public static func onto(target mailboxes: [MailboxInfo], renames: [String: String] = [:]) -> MailboxMapping {
+        var byRole: [SpecialUse: String] = [:]
+        var delimiter: Character = "/"
+        for mailbox in mailboxes {
+            if let role = mailbox.role, byRole[role] == nil { byRole[role] = mailbox.name }
+            if let d = mailbox.delimiter { delimiter = d }
+        }
+        return MailboxMapping(nearNamesByRole: byRole, nearDelimiter: delimiter, nearNamesByFarName: renames)
+    }
+
     /// The near name for a far mailbox: an explicit rename, the role's
     /// configured name, or the same path with the near delimiter.
     public func nearName(for far: MailboxInfo) -> String {

@@ -405,12 +405,6 @@ struct RestoreCommand: AsyncParsableCommand {
             await store.close()
             throw error
         }
-        var byRole: [SpecialUse: String] = [:]
-        var delimiter: Character = "/"
-        for mailbox in mailboxes {
-            if let role = mailbox.role, byRole[role] == nil { byRole[role] = mailbox.name }
-            if let d = mailbox.delimiter { delimiter = d }
-        }
-        return MailboxMapping(nearNamesByRole: byRole, nearDelimiter: delimiter, nearNamesByFarName: renames)
+        return MailboxMapping.onto(target: mailboxes, renames: renames)
     }
 }

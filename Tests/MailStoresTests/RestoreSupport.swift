@@ -538,19 +538,12 @@ struct TrackedAppendWriter: AppendWriter {
 
 // MARK: - How RestoreCommand maps roles
 
-/// `RestoreCommand.targetRoleMapping`: folders with a special-use role land
-/// in the target server's folder of that role, under its delimiter.
+/// The mapping `ferrymail restore` uses for `target` (`MailboxMapping.onto`).
 func targetRoleMapping(_ target: ServerAccount, renames: [String: String] = [:]) async throws -> MailboxMapping {
     let store = try await target.restoreStore()
     let mailboxes = try await store.listMailboxes()
     await store.close()
-    var byRole: [SpecialUse: String] = [:]
-    var delimiter: Character = "/"
-    for mailbox in mailboxes {
-        if let role = mailbox.role, byRole[role] == nil { byRole[role] = mailbox.name }
-        if let d = mailbox.delimiter { delimiter = d }
-    }
-    return MailboxMapping(nearNamesByRole: byRole, nearDelimiter: delimiter, nearNamesByFarName: renames)
+    return MailboxMapping.onto(target: mailboxes, renames: renames)
 }
 
 /// What `expectSameMail` compares from an archive's manifest: per folder,
