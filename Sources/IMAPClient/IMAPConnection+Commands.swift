@@ -310,9 +310,9 @@ extension IMAPConnection {
         var firstError: (any Error)?
         for id in ids {
             do {
-                let outcome = try await completion(of: id)
-                if case .appendUID(let validity, let uids)? = outcome.tagged.text.code {
-                    result.uidValidity = validity
+                let one = try await appendResult(id)
+                if let uids = one.uids {
+                    result.uidValidity = one.uidValidity
                     result.uids = (result.uids ?? UIDSet()).union(uids)
                 }
             } catch {
