@@ -289,10 +289,9 @@ struct MailboxSync: Sendable {
     /// source's fetch into the destination's append, journaled per batch.
     private func copy(_ planned: [PlannedCopy], to destination: Side, report: inout MailboxReport) async throws -> Int {
         let source = destination.opposite
-        var copies = planned
+        let copies = planned.filter { options.admits(size: $0.source.size) }
         if let limit = options.maxMessageSize {
-            copies = planned.filter { $0.source.size <= limit }
-            for copy in planned where copy.source.size > limit {
+            for copy in planned where !options.admits(size: copy.source.size) {
                 report.notCopied.append(.messageTooLarge(account: account, mailbox: names[destination], side: destination,
                                                          message: copy.source.messageId ?? "\(copy.source.key)", size: copy.source.size, limit: limit))
             }

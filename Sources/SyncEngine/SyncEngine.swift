@@ -302,8 +302,7 @@ public actor SyncEngine {
         do {
             let plan = try Reconciler.reconcile(sync.reconcileInput(loaded, ignoredPairs: ignoredPairs, ignoredKeys: ignoredKeys))
             if let planObserver, !options.dryRun {
-                let limit = options.maxMessageSize ?? .max
-                let copies = plan.copies.map { $0.filter { $0.source.size <= limit } }
+                let copies = plan.copies.map { $0.filter { options.admits(size: $0.source.size) } }
                 planObserver(PlannedTransfers(mailbox: work.record.farName, messages: copies.map(\.count),
                                               bytes: copies.map { $0.reduce(0) { $0 + $1.source.size } }))
             }

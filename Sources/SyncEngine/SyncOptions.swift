@@ -126,4 +126,9 @@ public struct SyncOptions: Sendable, Hashable {
         self.mapping = mapping
         self.copyBatchSize = max(1, copyBatchSize)
     }
+
+    /// Whether a message of this size may be copied (`maxMessageSize`).
+    public func admits(size: Int64) -> Bool {
+        maxMessageSize.map { size <= $0 } ?? true
+    }
 }
