@@ -299,6 +299,13 @@ public final class StateStore: Sendable {
 
     /// Every message pair of a mailbox, by far UID then near name: the "last
     /// known state" side of the engine's three-way comparison.
+    /// How many rows `pairs(in:)` would return, without reading them.
+    public func pairCount(in mailbox: Int64) throws(StateError) -> Int {
+        try read { db in
+            try MessagePairRecord.filter(MessagePairRecord.Columns.mailboxPairId == mailbox).fetchCount(db)
+        }
+    }
+
     public func pairs(in mailbox: Int64) throws(StateError) -> [MessagePairRecord] {
         try read { db in
             try MessagePairRecord

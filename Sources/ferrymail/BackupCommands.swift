@@ -372,7 +372,7 @@ struct RestoreCommand: AsyncParsableCommand {
         var present = report.mailboxes.reduce(0) { $0 + $1.paired }
         if !dryRun, let record = try? state.accounts().first(where: { $0.name == runName }), let id = record.id,
            let boxes = try? state.mailboxPairs(account: id) {
-            let paired = boxes.compactMap(\.id).reduce(0) { $0 + ((try? state.pairs(in: $1).count) ?? 0) }
+            let paired = boxes.compactMap(\.id).reduce(0) { $0 + ((try? state.pairCount(in: $1)) ?? 0) }
             present = max(0, paired - uploaded)
         }
         let seconds = (ContinuousClock.now - start).seconds

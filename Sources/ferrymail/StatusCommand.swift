@@ -47,7 +47,7 @@ struct StatusCommand: AsyncParsableCommand {
             for pair in pairs {
                 guard let id = pair.id else { continue }
                 pending += try state.pendingCopies(in: id).count + state.pendingExpunges(in: id).count
-                messages += try state.pairs(in: id).count
+                messages += try state.pairCount(in: id)
             }
             print("  folders: \(pairs.count), messages paired: \(messages), pending changes: \(pending)")
             if let run = status.lastRun {
