@@ -271,7 +271,11 @@ public actor IMAPConnection {
     }
 
     private func handleFetch(owner: CommandID?, _ event: FetchEvent) async {
-        guard let owner, let record = records[owner], !record.abandoned else {
+        // Only what is needed is read out of the record: a local copy of the
+        // whole record would share its `messages` buffer, and every append
+        // below would then copy all messages so far (quadratic: 30 s for a
+        // 60,000-message listing).
+        guard let owner, let abandoned = records[owner]?.abandoned, !abandoned else {
             switch event {
             case .start(let seq): unsolicitedFetch = FetchedMessage(sequenceNumber: seq)
             case .attribute(let attribute): unsolicitedFetch?.apply(attribute)
@@ -282,6 +286,7 @@ public actor IMAPConnection {
             }
             return
         }
+        let current = records[owner]?.current
         switch event {
         case .start(let seq):
             records[owner]?.current = FetchedMessage(sequenceNumber: seq)
@@ -290,12 +295,12 @@ public actor IMAPConnection {
             records[owner]?.current?.apply(attribute)
             return
         case .finish:
-            guard let message = record.current else { return }
-            records[owner]?.messages.append(message)
+            guard let current else { return }
+            records[owner]?.messages.append(current)
             records[owner]?.current = nil
         default: break
         }
-        guard let sink = record.sink, record.sinkError == nil else { return }
+        guard let sink = records[owner]?.sink, records[owner]?.sinkError == nil else { return }
         sinkBusy = true
         defer {
             sinkBusy = false
@@ -304,11 +309,10 @@ public actor IMAPConnection {
         do {
             switch event {
             case .bodyBegin(let section, let size):
-                try await sink.bodyBegin(message: record.current ?? FetchedMessage(sequenceNumber: 0), section: section, size: size)
+                try await sink.bodyBegin(message: current ?? FetchedMessage(sequenceNumber: 0), section: section, size: size)
             case .bodyBytes(let bytes): try await sink.bodyBytes(bytes)
             case .bodyEnd: try await sink.bodyEnd()
-            // `record` is the copy taken before this message was appended; read the live one.
-            case .finish: try await sink.messageFinished(records[owner]?.messages.last ?? FetchedMessage(sequenceNumber: 0))
+            case .finish: try await sink.messageFinished(current ?? FetchedMessage(sequenceNumber: 0))
             case .start, .attribute: break
             }
         } catch {
