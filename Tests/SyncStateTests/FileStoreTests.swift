@@ -116,6 +116,27 @@ struct FileStoreTests {
         try store.close()
     }
 
+    @Test("closing after a large run folds the write-ahead log into the database, so the next start reads no log")
+    func closeTruncatesLargeLog() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/state.sqlite"
+        let mailboxId: Int64
+        do {
+            let store = try StateStore.open(at: path)
+            let account = try store.account(named: "a")
+            mailboxId = try store.upsertMailboxPair(account: account.id!, farName: "INBOX", nearName: "INBOX").id!
+            try store.recordPairs((1...20_000).map { pair($0) }, in: mailboxId)
+            let logSize = try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int ?? 0
+            #expect(logSize > StateStore.largeLogBytes, "the run should have left a large log (\(logSize) bytes)")
+            try store.close()
+        }
+        let logSize = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
+        #expect(logSize == 0)
+        let store = try StateStore.openForReading(at: path)
+        #expect(try store.pairCount(in: mailboxId) == 20_000)
+        try store.close()
+    }
+
     @Test("status can read the state while the daemon holds the lock, but cannot write")
     func readOnlyWhileLocked() throws {
         let dir = try TemporaryDirectory()
