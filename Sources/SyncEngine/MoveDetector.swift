@@ -50,51 +50,91 @@ struct MoveDetector {
         var size: Int64
     }
 
+    /// What a vanished pair is matched by: its key where keys survive moves,
+    /// else Message-ID and size.
+    private enum Match: Hashable {
+        case key(MessageKey)
+        case identity(Identity)
+    }
+
+    /// Memory stays proportional to the vanished pairs, usually none: the
+    /// big mailboxes' listings are only scanned, never indexed, and nothing
+    /// is scanned at all when no pair vanished.
     func detect(_ mailboxes: [Mailbox]) -> [Move] {
         let eligible = mailboxes.filter { !$0.loaded.invalidated.far && !$0.loaded.invalidated.near }
         guard eligible.count > 1 else { return [] }
-        let views = eligible.map { mailbox in
-            Reconciler.currentViews(of: ReconcileInput(
-                account: "", mailbox: mailbox.loaded.record.farName, pairs: mailbox.loaded.pairs, listings: mailbox.loaded.listings))
-        }
         var moves: [Move] = []
         for side in Side.allCases where writable[side.opposite] {
             let other = side.opposite
-            // New, unpaired messages on `side`, by key and by identity.
-            var byKey: [MessageKey: [(Int, MessageInfo)]] = [:]
-            var byIdentity: [Identity: [(Int, MessageInfo)]] = [:]
-            for (position, mailbox) in eligible.enumerated() {
+            // Paired messages gone from `side` whose copy on the other side is
+            // still there: the only messages that can have been moved.
+            var vanished: [(mailbox: Int, pair: StatePair, otherMessage: MessageInfo, match: Match)] = []
+            for mailbox in eligible {
+                let isPresent = Self.presence(in: mailbox.loaded.listings[side])
+                let gone = mailbox.loaded.pairs.filter { pair in
+                    guard let key = pair.keys[side], pair.keys[other] != nil else { return false }
+                    return !isPresent(key)
+                }
+                guard !gone.isEmpty else { continue }
+                let otherView = Reconciler.currentView(side: other, input: ReconcileInput(
+                    account: "", mailbox: mailbox.loaded.record.farName, pairs: mailbox.loaded.pairs, listings: mailbox.loaded.listings))
+                for pair in gone {
+                    guard let otherMessage = otherView[pair.keys[other]!] else { continue }
+                    let match: Match
+                    if capabilities[side].keysSurviveMove {
+                        match = .key(pair.keys[side]!)
+                    } else if let id = pair.messageId ?? otherMessage.messageId {
+                        match = .identity(Identity(messageId: id, size: pair.size))
+                    } else {
+                        continue
+                    }
+                    vanished.append((mailbox.index, pair, otherMessage, match))
+                }
+            }
+            guard !vanished.isEmpty else { continue }
+
+            // New, unpaired messages on `side` that match a vanished pair, in
+            // mailbox order, then key order.
+            let wanted = Set(vanished.map(\.match))
+            var arrivals: [Match: [(Int, MessageInfo)]] = [:]
+            for mailbox in eligible {
                 let known = Set(mailbox.loaded.pairs.compactMap { $0.keys[side] })
-                for message in views[position][side].values.sorted(by: { $0.key < $1.key }) where !known.contains(message.key) {
-                    byKey[message.key, default: []].append((mailbox.index, message))
-                    if let id = message.messageId {
-                        byIdentity[Identity(messageId: id, size: message.size), default: []].append((mailbox.index, message))
+                let candidates = mailbox.loaded.listings[side].messages.filter { message in
+                    !known.contains(message.key) && !wanted.isDisjoint(with: Self.matches(message))
+                }
+                for message in candidates.sorted(by: { $0.key < $1.key }) {
+                    for match in Self.matches(message) where wanted.contains(match) {
+                        arrivals[match, default: []].append((mailbox.index, message))
                     }
                 }
             }
             var used: Set<String> = []
-            for (position, mailbox) in eligible.enumerated() {
-                for pair in mailbox.loaded.pairs {
-                    guard let key = pair.keys[side], let otherKey = pair.keys[other],
-                          views[position][side][key] == nil,
-                          let otherMessage = views[position][other][otherKey] else { continue }
-                    let candidates: [(Int, MessageInfo)]
-                    if capabilities[side].keysSurviveMove {
-                        candidates = byKey[key] ?? []
-                    } else if let id = pair.messageId ?? otherMessage.messageId {
-                        candidates = byIdentity[Identity(messageId: id, size: pair.size)] ?? []
-                    } else {
-                        candidates = []
-                    }
-                    guard let (destination, message) = candidates.first(where: {
-                        $0.0 != mailbox.index && !used.contains("\($0.0)/\($0.1.key)")
-                    }) else { continue }
-                    used.insert("\(destination)/\(message.key)")
-                    moves.append(Move(movedOn: side, from: mailbox.index, to: destination, pair: pair,
-                                      newKey: message.key, otherMessage: otherMessage))
-                }
+            for entry in vanished {
+                guard let (destination, message) = (arrivals[entry.match] ?? []).first(where: {
+                    $0.0 != entry.mailbox && !used.contains("\($0.0)/\($0.1.key)")
+                }) else { continue }
+                used.insert("\(destination)/\(message.key)")
+                moves.append(Move(movedOn: side, from: entry.mailbox, to: destination, pair: entry.pair,
+                                  newKey: message.key, otherMessage: entry.otherMessage))
             }
         }
         return moves
+    }
+
+    private static func presence(in listing: MessageListing) -> (MessageKey) -> Bool {
+        switch listing {
+        case .full(let messages):
+            let present = Set(messages.map(\.key))
+            return { present.contains($0) }
+        case .delta(_, let vanished):
+            let gone = Set(vanished)
+            return { !gone.contains($0) }
+        }
+    }
+
+    private static func matches(_ message: MessageInfo) -> [Match] {
+        var result = [Match.key(message.key)]
+        if let id = message.messageId { result.append(.identity(Identity(messageId: id, size: message.size))) }
+        return result
     }
 }
