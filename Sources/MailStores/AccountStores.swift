@@ -18,9 +18,12 @@ public struct AccountStores: Sendable {
     ///   - connectionsPerAccount: `[general] connections_per_account`; the
     ///     engine syncs that many mailbox pairs at once, each on its own
     ///     connection.
+    ///   - onlyFolders: `sync --folder`. Applied by the engine, not by a
+    ///     `FilteredStore`: a mailbox hidden from the listings would look
+    ///     deleted on both sides, and its sync state would be forgotten.
     public init(account: AccountConfiguration, secret: String, connectionsPerAccount: Int = 1,
                 direction: SyncDirection = .both, dryRun: Bool = false, allowMassDelete: Bool = false,
-                wireTrace: Bool = false, logger: Logger = Logger(label: "ferrymail")) {
+                onlyFolders: [String] = [], wireTrace: Bool = false, logger: Logger = Logger(label: "ferrymail")) {
         let imap = IMAPConfiguration(account: account, secret: secret, wireTrace: wireTrace, logger: logger)
         let name = account.name
         let filter = account.folders
@@ -34,9 +37,16 @@ public struct AccountStores: Sendable {
             let store = try await IMAPStore.open(configuration: imap, account: name, logger: logger)
             return FilteredStore(store) { filter.includes($0.name, delimiter: $0.delimiter) }
         }
+        // One Maildir store for all of the account's workers: it remembers
+        // each folder's files and its own changes to them, which lets a run
+        // prove it was the only writer (see `MaildirMailStore`), and a worker
+        // may list a folder on one handle and change it on another.
+        let maildir = SharedMaildirStore {
+            try MaildirMailStore(root: root, layout: layout, folderNameEncoding: encoding,
+                                 deliversUnseenToNew: toNew, account: name, logger: logger)
+        }
         near = {
-            let store = try MaildirMailStore(root: root, layout: layout, folderNameEncoding: encoding,
-                                             deliversUnseenToNew: toNew, account: name, logger: logger)
+            let store = try await maildir.store()
             // Local folders are filtered by the server name they would get,
             // so an excluded mailbox is not created on the server either.
             return FilteredStore(store) { filter.includes(names.serverName(forLocalName: $0.name), delimiter: "/") }
@@ -55,7 +65,7 @@ public struct AccountStores: Sendable {
                                             minimumMessages: SyncPolicy.massDeleteGuardMinimumMessages, allow: allowMassDelete),
             maxConcurrentMailboxes: connectionsPerAccount,
             mapping: MailboxMapping(nearNamesByRole: byRole, nearDelimiter: "/", nearNamesByFarName: names.serverToLocal),
-            maxMessageSize: account.policy.maxMessageSize)
+            maxMessageSize: account.policy.maxMessageSize, onlyFolders: onlyFolders)
     }
 }
 
@@ -72,5 +82,22 @@ public struct FilteredStore: MailStoreDecorator {
 
     public func listMailboxes() async throws -> [MailboxInfo] {
         try await inner.listMailboxes().filter(includes)
+    }
+}
+
+/// Opens the account's Maildir store on first use and hands out that one.
+actor SharedMaildirStore {
+    private let open: @Sendable () throws -> MaildirMailStore
+    private var opened: MaildirMailStore?
+
+    init(_ open: @escaping @Sendable () throws -> MaildirMailStore) {
+        self.open = open
+    }
+
+    func store() throws -> MaildirMailStore {
+        if let opened { return opened }
+        let store = try open()
+        opened = store
+        return store
     }
 }

@@ -15,6 +15,9 @@ import SyncState
 ///   would lose mail the deleting side never saw.
 /// - A synced mailbox gone from both sides is forgotten.
 /// - `pull`/`push` create and delete only on the side they may write.
+/// - With `onlyFolders` (`--folder`), the rules apply to the named pairs
+///   only; every other mailbox is left as it is, even one deleted on one
+///   side, so a run limited to one folder never acts on the others.
 struct FolderSync {
     struct Entry: Sendable {
         var record: MailboxPairRecord
@@ -89,10 +92,12 @@ struct FolderSync {
 
         // Mailboxes synced before.
         let known = try st { try state.mailboxPairs(account: accountId) }
+        try checkOnlyFolders(known: known, lists: lists, farDelimiter: farDelimiter, farNamesByRole: farNamesByRole)
         for record in known {
             let names = Sides(far: record.farName, near: record.nearName)
             taken.far.insert(names.far)
             taken.near.insert(names.near)
+            guard options.selects(names) else { continue }
             let present = Sides(far: byName.far[names.far], near: byName.near[names.near])
             do {
                 switch (present.far, present.near) {
@@ -138,6 +143,7 @@ struct FolderSync {
         // Mailboxes new on the far side.
         for far in lists.far where !taken.far.contains(far.name) {
             let nearName = options.mapping.nearName(for: far)
+            guard options.selects(Sides(far: far.name, near: nearName)) else { continue }
             guard !taken.near.contains(nearName) else {
                 logger.warning("far mailbox maps to a near folder already paired with another mailbox; skipped", metadata: [
                     "ferrymail.mailbox": "\(far.name)", "ferrymail.near": "\(nearName)"])
@@ -162,7 +168,7 @@ struct FolderSync {
         // Mailboxes new on the near side.
         for near in lists.near where !taken.near.contains(near.name) {
             let (farName, role) = options.mapping.farName(for: near, farDelimiter: farDelimiter, farNamesByRole: farNamesByRole)
-            guard !taken.far.contains(farName) else { continue }
+            guard options.selects(Sides(far: farName, near: near.name)), !taken.far.contains(farName) else { continue }
             do {
                 if byName.far[farName] == nil {
                     guard writable.far else { continue }
@@ -193,6 +199,30 @@ struct FolderSync {
         }
         result.pairs.sort { $0.record.farName < $1.record.farName }
         return result
+    }
+
+    /// Refuses the run, before anything is created or deleted, when an
+    /// `onlyFolders` name selects no pair: neither side's name of a listed
+    /// mailbox (a new one's partner name included, so the local `Sent`
+    /// finds `[Gmail]/Sent Mail` before it was ever synced) nor of a known
+    /// pair still present on one side.
+    private func checkOnlyFolders(known: [MailboxPairRecord], lists: Sides<[MailboxInfo]>, farDelimiter: Character?,
+                                  farNamesByRole: [SpecialUse: String]) throws {
+        guard !options.onlyFolders.isEmpty else { return }
+        let listed = lists.map { Set($0.map(\.name)) }
+        var candidates = known.filter { listed.far.contains($0.farName) || listed.near.contains($0.nearName) }
+            .map { Sides(far: $0.farName, near: $0.nearName) }
+        candidates += lists.far.map { Sides(far: $0.name, near: options.mapping.nearName(for: $0)) }
+        candidates += lists.near.map { near in
+            Sides(far: options.mapping.farName(for: near, farDelimiter: farDelimiter, farNamesByRole: farNamesByRole).name, near: near.name)
+        }
+        let unknown = options.onlyFolders.filter { folder in
+            !candidates.contains { SyncOptions.folder(folder, names: $0) }
+        }
+        guard unknown.isEmpty else {
+            throw SyncError.noSuchFolder(account: account, folders: unknown,
+                                         existing: listed.far.union(listed.near).sorted())
+        }
     }
 
     /// True when the mailbox on `side` holds something the other side never

@@ -28,6 +28,10 @@ public enum SyncError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The message is larger than the account's `max_message_size`; it is
     /// not copied (on every run, until the limit is raised).
     case messageTooLarge(account: String, mailbox: String, side: Side, message: String, size: Int64, limit: Int64)
+    /// `--folder` named folders that exist on neither side (after the
+    /// account's include/exclude patterns). The whole run is refused, since
+    /// a typo would otherwise look like a successful sync of nothing.
+    case noSuchFolder(account: String, folders: [String], existing: [String])
 
     public var description: String {
         switch self {
@@ -58,6 +62,11 @@ public enum SyncError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .messageTooLarge(account, mailbox, side, message, size, limit):
             return "account \(account), mailbox \(mailbox): message \(message) (\(size) bytes) was not copied to the \(side.rawValue) side: "
                 + "larger than max_message_size (\(limit) bytes); raise the limit to copy it"
+        case let .noSuchFolder(account, folders, existing):
+            let named = folders.map { "\"\($0)\"" }.joined(separator: ", ")
+            let known = existing.isEmpty ? "none" : existing.joined(separator: ", ")
+            return "account \(account): no folder \(named) on either side, nothing was synced; "
+                + "folders (server and local names, after include/exclude): \(known)"
         }
     }
 }

@@ -111,11 +111,18 @@ public struct SyncOptions: Sendable, Hashable {
     /// Messages larger than this many bytes are not copied either way (and
     /// reported as such on every run); nil copies everything.
     public var maxMessageSize: Int64?
+    /// `--folder`: only the mailbox pairs whose far or near name is one of
+    /// these are created, deleted or synced; empty means all. Either name
+    /// is accepted because users know a folder by the name their webmail or
+    /// their mail reader shows, and the two differ for mapped folders
+    /// (`[Gmail]/Sent Mail` is the local `Sent`).
+    public var onlyFolders: [String]
 
     public init(direction: SyncDirection = .both, dryRun: Bool = false, expungePolicy: ExpungePolicy = .propagate,
                 massDeletion: MassDeletionGuard = MassDeletionGuard(), maxConcurrentMailboxes: Int = 4,
                 mapping: MailboxMapping = MailboxMapping(), copyBatchSize: Int = 500, copyBatchBytes: Int64 = 16 << 20,
-                maxMessageSize: Int64? = nil) {
+                maxMessageSize: Int64? = nil, onlyFolders: [String] = []) {
+        self.onlyFolders = onlyFolders
         self.copyBatchBytes = max(1, copyBatchBytes)
         self.maxMessageSize = maxMessageSize
         self.direction = direction
@@ -130,5 +137,16 @@ public struct SyncOptions: Sendable, Hashable {
     /// Whether a message of this size may be copied (`maxMessageSize`).
     public func admits(size: Int64) -> Bool {
         maxMessageSize.map { size <= $0 } ?? true
+    }
+
+    /// Whether the mailbox pair with these names is part of this run (`onlyFolders`).
+    public func selects(_ names: Sides<String>) -> Bool {
+        onlyFolders.isEmpty || onlyFolders.contains { Self.folder($0, names: names) }
+    }
+
+    /// Whether `folder`, as the user typed it, is either name of the pair:
+    /// exactly, except that `INBOX` is case-insensitive, as in IMAP.
+    static func folder(_ folder: String, names pair: Sides<String>) -> Bool {
+        [pair.far, pair.near].contains { $0 == folder || ($0.uppercased() == "INBOX" && folder.uppercased() == "INBOX") }
     }
 }

@@ -7,8 +7,8 @@ import SyncEngine
 import SyncState
 
 /// `ferrymail sync`: one two-way run over every configured account (or the
-/// ones named), accounts in parallel, each account's folders over up to
-/// `connections_per_account` connections.
+/// ones named) and every folder (or the ones named), accounts in parallel,
+/// each account's folders over up to `connections_per_account` connections.
 struct SyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sync",
@@ -20,6 +20,11 @@ struct SyncCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var common: CommonOptions
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Only this folder (repeatable): its server or local name, e.g. INBOX, Lists/swift-dev, Sent.",
+        discussion: "No other folder is created, deleted or synced. A name that matches no folder is an error (exit code 2)."))
+    var folder: [String] = []
 
     @Flag(name: .long, help: "Print the plan per folder and change nothing.")
     var dryRun = false
@@ -50,6 +55,7 @@ struct SyncCommand: AsyncParsableCommand {
         let connections = config.general.connectionsPerAccount
         let dryRun = self.dryRun
         let allowMassDelete = self.allowMassDelete
+        let onlyFolders = self.folder
         let wireTrace = level == .trace
 
         // Secrets are resolved up front and one at a time: a password command may
@@ -76,7 +82,7 @@ struct SyncCommand: AsyncParsableCommand {
                     let start = ContinuousClock.now
                     let stores = AccountStores(account: account, secret: secret, connectionsPerAccount: connections,
                                                direction: direction, dryRun: dryRun, allowMassDelete: allowMassDelete,
-                                               wireTrace: wireTrace, logger: logger)
+                                               onlyFolders: onlyFolders, wireTrace: wireTrace, logger: logger)
                     let far = stores.far, near = stores.near
                     let engine = SyncEngine(account: account.name, state: state,
                                             far: { ProgressStore(try await far(), progress: counter, isNear: false) },
@@ -99,16 +105,24 @@ struct SyncCommand: AsyncParsableCommand {
             await ticker.value
         }
 
+        var misnamed = false
         for (name, result, elapsed) in outcomes {
             switch result {
             case .success(let report):
                 print(SyncReportText.render(report, elapsed: elapsed))
                 if !report.succeeded { failed += 1 }
             case .failure(let error):
-                print("account \"\(name)\": failed: \(error)")
-                failed += 1
+                // A --folder typo is a usage error (exit 2), like an unknown --account.
+                if case .noSuchFolder? = error as? SyncError {
+                    printError("error: \(error)")
+                    misnamed = true
+                } else {
+                    print("account \"\(name)\": failed: \(error)")
+                    failed += 1
+                }
             }
         }
+        if misnamed { throw ExitCode(2) }
         if failed > 0 { throw ExitCode(1) }
     }
 }

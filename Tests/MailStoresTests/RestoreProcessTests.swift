@@ -170,6 +170,33 @@ struct RestoreProcessTests {
         #expect(try await verify.wait(timeout: .seconds(60)) == 0, "\(verify.output)")
     }
 
+    // MARK: - sync --folder
+
+    @Test("ferrymail sync --folder syncs that folder only; a --folder matching no folder exits 2", .timeLimit(.minutes(2)))
+    func syncFolderLimitsTheRun() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build the ferrymail product first (\(Self.binary))")
+        let account = try await RestoreServers.shared.account(.sentOnly)
+        try await offloadBlocking {
+            try account.server.seedMaildir(user: account.user.name, mailbox: "INBOX", messages: Corpus.messages(count: 3, size: 2_000))
+            try account.server.seedMaildir(user: account.user.name, mailbox: "Lists/swift",
+                                           messages: Corpus.messages(count: 2, size: 2_000, folder: "Lists/swift"))
+        }
+        let directory = try TemporaryDirectory(prefix: "ferrymail-sync-folder")
+        let config = try Self.writeConfiguration([("work", account)], in: directory.path)
+        let local = directory.path + "/Mail/work"
+
+        let run = try ChildProcess(Self.binary, ["sync", "--config", config, "--folder", "Lists/swift"], outputIn: directory.path)
+        #expect(try await run.wait(timeout: .seconds(60)) == 0, "\(run.output)")
+        #expect(run.output.contains("new ↓2 ↑0") && run.output.contains("; 1 folders"), "\(run.output)")
+        #expect(maildirMessageCount(URL(fileURLWithPath: local)) == 2, "only Lists/swift was downloaded")
+        let folders = ((try? FileManager.default.contentsOfDirectory(atPath: local)) ?? []).filter { $0.hasPrefix(".") }
+        #expect(folders == [".Lists.swift"], "no other local folder was created: \(folders)")
+
+        let typo = try ChildProcess(Self.binary, ["sync", "--config", config, "--folder", "Lists/swfit"], outputIn: directory.path)
+        #expect(try await typo.wait(timeout: .seconds(60)) == 2, "\(typo.output)")
+        #expect(typo.output.contains("account work") && typo.output.contains("\"Lists/swfit\""), "\(typo.output)")
+    }
+
     /// Size of the largest `*.partial-*` file in `directory`.
     static func partialSize(in directory: String) -> Int {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
