@@ -68,6 +68,7 @@ let package = Package(
             name: "MailStores",
             dependencies: [
                 "SyncEngine", "IMAPClient", "Maildir", "SyncState", "Configuration",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

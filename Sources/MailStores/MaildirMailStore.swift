@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Maildir
+import NIOPosix
 import SyncEngine
 import SyncState
 #if canImport(Glibc)
@@ -32,20 +33,40 @@ import Glibc
 ///   server's copy. Flag renames are not fsynced
 ///   (a lost one is redone by the next sync); expunges and moves fsync the
 ///   directories once per call.
+/// - **Own changes are remembered**: after a scan, this store keeps every
+///   file name of the folder (`hints`) and applies its own deliveries,
+///   renames and removals to them. A later listing diffs `readdir` against
+///   them (no `stat` per file) and a run that changed a folder can prove, by
+///   one `readdir` once the directory has settled, that nothing else did —
+///   so the next run skips it instead of rescanning (`settledStatus`). One
+///   store per account is shared by the engine's workers for this.
 /// - **Transfer ids** are not kept: `MessageDelivery` owns the unique part
 ///   of the name, and an interrupted download is found again by Message-ID,
 ///   size and mtime (= INTERNALDATE) instead.
 /// - The Maildir `P` (passed) flag has no IMAP equivalent: it is neither
 ///   reported nor removed by flag changes.
 public actor MaildirMailStore: MailStore {
-    public nonisolated let capabilities = StoreCapabilities(keyKind: .name, move: true, keysSurviveMove: true, keywords: true)
+    /// Up to 32 deliveries are committed at once, off the caller's thread: a
+    /// file's fsync is most of a small message's cost, and concurrent fsyncs
+    /// share the file system's journal commits.
+    public nonisolated let capabilities = StoreCapabilities(keyKind: .name, move: true, keysSurviveMove: true, keywords: true,
+                                                            appendWindow: 32)
     public nonisolated let account: String
     public nonisolated let maildir: MaildirStore
     /// Unseen downloads go to `new/` (`new_mail_to = new`), else to `cur/`.
     public nonisolated let deliversUnseenToNew: Bool
     private var folders: [String: MaildirFolder] = [:]
-    /// File names from the last scan, so finding a message costs one `stat`.
+    /// Per folder, file names by base name from the last scan, kept current
+    /// through this store's own changes: finding a message costs one `stat`.
     private var hints: [String: [String: String]] = [:]
+    /// Folders whose `hints` hold exactly their files: complete, and no
+    /// other program's change folded in by one of this store's own.
+    private var exact: Set<String> = []
+    /// Per folder, its files as of a scan token: the last scan, or the last
+    /// proof that only this store changed it. A listing since that token is
+    /// the difference to them, this store's own changes included, as an IMAP
+    /// server's CHANGEDSINCE includes a client's own.
+    private var snapshots: [String: (token: String, files: [String: String])] = [:]
 
     public init(root: String, layout: MaildirLayout = .maildirPlusPlus, folderNameEncoding: FolderNameEncoding = .utf8,
                 deliversUnseenToNew: Bool = false, account: String, logger: Logger = Logger(label: "ferrymail.maildir")) throws {
@@ -87,6 +108,8 @@ public actor MaildirMailStore: MailStore {
             try folder.syncDirectories()
             folders[name] = nil
             hints[name] = nil
+            exact.remove(name)
+            snapshots[name] = nil
             try maildir.deleteFolder(named: name)
         }
     }
@@ -99,27 +122,75 @@ public actor MaildirMailStore: MailStore {
 
     // MARK: - Listing messages
 
+    /// A settled token equal to the watermark means nothing changed: an empty
+    /// delta, no `readdir`. A watermark this store's snapshot is taken at
+    /// gives a delta from one `readdir` diffed against the snapshot. Anything
+    /// else is a full listing.
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
         try run(mailbox, "scanning folder") {
             let folder = try self.folder(mailbox)
+            // A Maildir has no UIDVALIDITY; a watermark carrying one is not ours.
+            let watermark = watermark?.uidValidity == nil ? watermark : nil
+            if let since = watermark?.scanToken {
+                let current = try folder.scanToken()
+                if current.isSettled && Self.text(current) == since { return .delta(changed: [], vanished: []) }
+            }
             let scan = try folder.scan()
+            let snapshot = snapshots[mailbox]
+            let baseline = snapshot != nil && watermark?.scanToken == snapshot?.token ? snapshot?.files : nil
             var names: [String: String] = [:]
             names.reserveCapacity(scan.entries.count)
             var messages: [MessageInfo] = []
-            messages.reserveCapacity(scan.entries.count)
+            if baseline == nil { messages.reserveCapacity(scan.entries.count) }
             for entry in scan.entries {
+                let base = entry.baseName
+                if let baseline, baseline[base] == entry.fileName {
+                    names[base] = entry.fileName
+                    continue
+                }
                 let path = folder.path + "/" + entry.relativePath
                 var st = stat()
                 // Renamed or removed since the readdir by another program: it
                 // shows up in the next scan.
                 guard lstat(path, &st) == 0 else { continue }
-                let base = entry.baseName
                 names[base] = entry.fileName
                 messages.append(MessageInfo(key: .name(base), flags: Self.syncFlags(entry.flags),
                                             size: Int64(entry.size ?? Int(st.st_size)), internalDate: Int64(st.st_mtim.tv_sec)))
             }
             hints[mailbox] = names
-            return .full(messages)
+            exact.insert(mailbox)
+            snapshots[mailbox] = (Self.text(scan.token), names)
+            guard let baseline else { return .full(messages) }
+            let vanished = baseline.keys.filter { names[$0] == nil }.sorted().map { MessageKey.name($0) }
+            return .delta(changed: messages, vanished: vanished)
+        }
+    }
+
+    /// One `readdir` once the directories have settled: when the folder
+    /// holds exactly the files the snapshot says (the last scan plus this
+    /// store's own changes), their token is the new watermark.
+    public func settledStatus(of mailbox: String) async throws -> MailboxStatus? {
+        guard exact.contains(mailbox) else { return nil }
+        let folder = try run(mailbox, "reading folder status") { try self.folder(mailbox) }
+        var token = try run(mailbox, "reading folder status") { try folder.scanToken() }
+        if !token.isSettled {
+            // Our own last change is this recent: wait the directories' timestamp
+            // granularity out, so a change made right after the token is taken
+            // cannot keep the same timestamp.
+            guard let wait = token.timeUntilSettled, wait <= ScanToken.fineSettleInterval else { return nil }
+            try await Task.sleep(for: .seconds(wait))
+        }
+        return try run(mailbox, "reading folder status") {
+            let scan = try folder.scan()
+            token = scan.token
+            // Read again after the wait: other workers' own changes to this
+            // folder (a move into it) are in the snapshot too.
+            guard token.isSettled, exact.contains(mailbox), let expected = hints[mailbox],
+                  scan.entries.count == expected.count,
+                  scan.entries.allSatisfy({ expected[$0.baseName] == $0.fileName }) else { return nil }
+            let text = Self.text(token)
+            snapshots[mailbox] = (text, expected)
+            return MailboxStatus(scanToken: text)
         }
     }
 
@@ -189,9 +260,14 @@ public actor MaildirMailStore: MailStore {
         try run(mailbox, "starting delivery") {
             let delivery = try self.folder(mailbox).beginDelivery()
             let toNew = deliversUnseenToNew && !envelope.flags.contains("\\Seen")
-            return MaildirAppendWriter(account: account, mailbox: mailbox, delivery: delivery, size: envelope.size,
+            return MaildirAppendWriter(store: self, account: account, mailbox: mailbox, delivery: delivery, size: envelope.size,
                                        flags: Self.maildirFlags(envelope.flags), internalDate: envelope.internalDate, toNew: toNew)
         }
+    }
+
+    /// A delivery's file is part of the folder's snapshot from now on.
+    func delivered(_ entry: MaildirEntry, to mailbox: String) {
+        if hints[mailbox] != nil { hints[mailbox]?[entry.baseName] = entry.fileName } else { exact.remove(mailbox) }
     }
 
     public func flush(_ mailbox: String) async throws {
@@ -206,7 +282,11 @@ public actor MaildirMailStore: MailStore {
             for change in changes {
                 for key in change.keys {
                     let base = try self.baseName(key, mailbox)
-                    guard let current = try folder.find(baseName: base, hint: hints[mailbox]?[base]) else { continue }
+                    let hint = hints[mailbox]?[base]
+                    guard let current = try folder.find(baseName: base, hint: hint) else { continue }
+                    // Another program changed its flags since the scan; the
+                    // rename below keeps them, so the snapshot would hide them.
+                    if current.fileName != hint { exact.remove(mailbox) }
                     let wanted = SyncState.MessageFlags(Self.syncFlags(current.flags).names.filter { !change.remove.contains($0) } + change.add.names)
                     var flags = Self.maildirFlags(wanted)
                     if current.flags.system.contains(.passed) { flags.system.insert(.passed) }
@@ -244,9 +324,15 @@ public actor MaildirMailStore: MailStore {
             for key in keys {
                 let base = try self.baseName(key, source)
                 do {
-                    let entry = try from.move(baseName: base, to: to, hint: hints[source]?[base], syncDirectory: false)
+                    let hint = hints[source]?[base]
+                    let entry = try from.move(baseName: base, to: to, hint: hint, syncDirectory: false)
                     hints[source]?[base] = nil
-                    hints[destination, default: [:]][base] = entry.fileName
+                    hints[destination]?[base] = entry.fileName
+                    // A name other than the scanned one may hide another
+                    // program's flag change (see `setFlags`); keyword letters
+                    // translated for the destination give false alarms, which
+                    // only cost a rescan.
+                    if hints[destination] == nil || entry.fileName != hint { exact.remove(destination) }
                     moved[key] = key
                 } catch MaildirError.messageNotFound {
                     continue
@@ -323,8 +409,11 @@ public actor MaildirMailStore: MailStore {
     }
 }
 
-/// One delivery into `tmp/`, renamed into place by `finish()`.
+/// One delivery into `tmp/`. `endBody()` starts its commit (fsync, rename)
+/// on `BlockingIO`'s threads and returns; `finish()` awaits it, so several
+/// deliveries' fsyncs are in flight at once.
 actor MaildirAppendWriter: AppendWriter {
+    private let store: MaildirMailStore
     private let account: String
     private let mailbox: String
     private let delivery: MessageDelivery
@@ -334,9 +423,11 @@ actor MaildirAppendWriter: AppendWriter {
     private let toNew: Bool
     private var written: Int64 = 0
     private var done = false
+    private var commit: Task<MaildirEntry, any Error>?
 
-    init(account: String, mailbox: String, delivery: MessageDelivery, size: Int64, flags: Maildir.MessageFlags,
-         internalDate: Int64?, toNew: Bool) {
+    init(store: MaildirMailStore, account: String, mailbox: String, delivery: MessageDelivery, size: Int64,
+         flags: Maildir.MessageFlags, internalDate: Int64?, toNew: Bool) {
+        self.store = store
         self.account = account
         self.mailbox = mailbox
         self.delivery = delivery
@@ -361,24 +452,56 @@ actor MaildirAppendWriter: AppendWriter {
         written += Int64(chunk.count)
     }
 
-    func finish() async throws -> MessageKey? {
+    func endBody() async throws {
         guard !done else { throw MailStoreError.appendFinished(account: account, mailbox: mailbox) }
         guard written == size else {
             await cancel()
             throw MailStoreError.appendSizeMismatch(account: account, mailbox: mailbox, announced: size, received: written)
         }
         done = true
+        let (delivery, flags, toNew) = (self.delivery, self.flags, self.toNew)
+        let date = internalDate.map { Date(timeIntervalSince1970: TimeInterval($0)) }
+        commit = Task {
+            try await BlockingIO.run { try delivery.commit(flags: flags, internalDate: date, toNew: toNew, syncDirectory: false) }
+        }
+    }
+
+    func finish() async throws -> MessageKey? {
+        if commit == nil { try await endBody() }
+        guard let commit else { throw MailStoreError.appendFinished(account: account, mailbox: mailbox) }
         do {
-            let entry = try delivery.commit(flags: flags, internalDate: internalDate.map { Date(timeIntervalSince1970: TimeInterval($0)) },
-                                            toNew: toNew, syncDirectory: false)
+            let entry = try await commit.value
+            await store.delivered(entry, to: mailbox)
             return .name(entry.baseName)
         } catch {
             throw MailStoreError.maildir(account: account, mailbox: mailbox, operation: "committing delivery", cause: "\(error)")
         }
     }
 
+    /// Before the commit started, the temporary file is removed. After, the
+    /// commit is let finish (its descriptor is in use on another thread); a
+    /// message it delivers is found again by the next run, as after a crash.
     func cancel() async {
         done = true
-        delivery.abort()
+        if let commit {
+            _ = try? await commit.value
+        } else {
+            delivery.abort()
+        }
+    }
+}
+
+/// Blocking file-system work (a delivery's fsync) runs here, not on Swift's
+/// cooperative threads: those are as many as the cores, and one blocked in
+/// fsync holds up every task queued behind it.
+enum BlockingIO {
+    private static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 16)
+        pool.start()
+        return pool
+    }()
+
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await pool.runIfActive(body)
     }
 }

@@ -43,11 +43,18 @@ public struct ScanToken: Sendable, Hashable {
     public static let fineSettleInterval: Double = 0.1
 
     public var isSettled: Bool {
-        let stamps = [cur, new, keywords].compactMap { $0 }
-        let latest = stamps.map { Double($0.seconds) + Double($0.nanoseconds) / 1e9 }.max() ?? 0
-        let fine = stamps.contains { $0.nanoseconds != 0 }
-        return takenAt - latest >= (fine ? Self.fineSettleInterval : Self.settleInterval)
+        takenAt - latestChange >= (hasFineTimestamps ? Self.fineSettleInterval : Self.settleInterval)
     }
+
+    /// How long after `takenAt` a token would be settled; nil where
+    /// timestamps are whole seconds (waiting would take seconds).
+    public var timeUntilSettled: Double? {
+        hasFineTimestamps ? max(0, latestChange + Self.fineSettleInterval - takenAt) : nil
+    }
+
+    private var stamps: [FileStamp] { [cur, new, keywords].compactMap { $0 } }
+    private var latestChange: Double { stamps.map { Double($0.seconds) + Double($0.nanoseconds) / 1e9 }.max() ?? 0 }
+    private var hasFineTimestamps: Bool { stamps.contains { $0.nanoseconds != 0 } }
 
     /// True when both tokens describe the same directory states.
     public func sameState(as other: ScanToken) -> Bool {

@@ -102,6 +102,7 @@ struct SupervisedStore: MailStore {
     /// Never gated: making the appends that did finish durable is exactly
     /// what a graceful stop must still do.
     func flush(_ mailbox: String) async throws { try await inner.flush(mailbox) }
+    func settledStatus(of mailbox: String) async throws -> MailboxStatus? { try await inner.settledStatus(of: mailbox) }
 
     func close() async { await inner.close() }
 }

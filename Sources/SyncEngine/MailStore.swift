@@ -339,9 +339,22 @@ public protocol MailStore: Sendable {
     /// without a default: a decorator that forgot to forward it would
     /// silently give up durability.
     func flush(_ mailbox: String) async throws
+    /// The mailbox's status after this store's own changes, when the store
+    /// can prove that nothing else changed the mailbox since it was listed;
+    /// nil when it cannot. The engine commits it instead of the status taken
+    /// before the run's changes, so the next run can skip a mailbox this run
+    /// only changed itself (else it would rescan it once, to find only its
+    /// own changes).
+    func settledStatus(of mailbox: String) async throws -> MailboxStatus?
     /// Releases the connection or handle; the engine calls it for every
     /// handle it got from a `StoreFactory`.
     func close() async
+}
+
+extension MailStore {
+    /// Proving takes knowing one's own changes; a store that does not track
+    /// them proves nothing, and the next run rescans, as it always may.
+    public func settledStatus(of mailbox: String) async throws -> MailboxStatus? { nil }
 }
 
 
@@ -382,5 +395,6 @@ extension MailStoreDecorator {
         try await inner.move(keys, from: source, to: destination)
     }
     public func flush(_ mailbox: String) async throws { try await inner.flush(mailbox) }
+    public func settledStatus(of mailbox: String) async throws -> MailboxStatus? { try await inner.settledStatus(of: mailbox) }
     public func close() async { await inner.close() }
 }

@@ -263,24 +263,34 @@ struct MailboxSync: Sendable {
             default: break
             }
         }
-        try commitWatermarks(loaded, holdingBack: holdBack)
+        try await commitWatermarks(loaded, holdingBack: holdBack)
     }
 
     /// Commits watermarks — the run's last write. A side whose changes this
     /// run did not propagate (the far side in `push`, the near side in `pull`,
     /// a side in `holdingBack`) keeps its old watermark, so a later run still
-    /// sees them.
-    func commitWatermarks(_ loaded: LoadedMailbox, holdingBack: Set<Side> = []) throws {
+    /// sees them. A side gets the status its store proves covers only this
+    /// run's own changes, when it can (a Maildir also proves a folder it
+    /// listed too soon after a change); else the status taken before them,
+    /// and the next run looks again.
+    func commitWatermarks(_ loaded: LoadedMailbox, holdingBack: Set<Side> = []) async throws {
         let current = try st { try state.mailboxPair(id: mailboxId) }
         let advance = Sides(far: options.direction.writable.near && !holdingBack.contains(.far),
                             near: options.direction.writable.far && !holdingBack.contains(.near))
-        var nearMark = advance.near ? loaded.statuses.near.watermark : NearWatermarkText.decode(current.nearScanToken)
+        var statuses = loaded.statuses
+        for side in Side.allCases where advance[side] {
+            if let settled = try await io(side, "reading the status of \(names[side])", { try await stores[side].settledStatus(of: names[side]) }),
+               settled.uidValidity == statuses[side].uidValidity {
+                statuses[side] = settled
+            }
+        }
+        var nearMark = advance.near ? statuses.near.watermark : NearWatermarkText.decode(current.nearScanToken)
         nearMark.uidValidity = loaded.statuses.near.uidValidity
         try st {
             try state.commitWatermarks(
                 mailbox: mailboxId,
-                farUidNext: advance.far ? loaded.statuses.far.uidNext : current.farUidNext,
-                farHighestModSeq: advance.far ? loaded.statuses.far.highestModSeq : current.farHighestModSeq,
+                farUidNext: advance.far ? statuses.far.uidNext : current.farUidNext,
+                farHighestModSeq: advance.far ? statuses.far.highestModSeq : current.farHighestModSeq,
                 nearScanToken: NearWatermarkText.encode(nearMark))
         }
     }

@@ -114,6 +114,11 @@ public struct FaultInjectingStore: MailStore {
         try await inner.flush(mailbox)
     }
 
+    public func settledStatus(of mailbox: String) async throws -> MailboxStatus? {
+        try await schedule.checkAlive()
+        return try await inner.settledStatus(of: mailbox)
+    }
+
     public func close() async {
         await inner.close()
     }
@@ -193,6 +198,7 @@ public struct ReadOnlyStore: MailStore {
     }
     /// A dry run appends nothing, so there is nothing to make durable.
     public func flush(_ mailbox: String) async throws {}
+    public func settledStatus(of mailbox: String) async throws -> MailboxStatus? { try await inner.settledStatus(of: mailbox) }
 
     public func close() async { await inner.close() }
 }

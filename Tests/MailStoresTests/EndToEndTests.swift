@@ -25,6 +25,8 @@ final class Account: Sendable {
 
     func sync(_ options: SyncOptions = SyncOptions(mapping: MailboxMapping(nearNamesByRole: [.sent: "Sent", .drafts: "Drafts", .trash: "Trash"]))) async throws -> SyncReport {
         let server = server, root = localRoot.path
+        // One Maildir store per run, shared by the workers, as `AccountStores` does.
+        let maildir = SharedMaildirStore { try MaildirMailStore(root: root, account: "e2e", logger: quietLogger) }
         let engine = SyncEngine(
             account: "e2e", state: state,
             far: {
@@ -32,7 +34,7 @@ final class Account: Sendable {
                 self.opened.withLock { $0.append(store) }
                 return store
             },
-            near: { try MaildirMailStore(root: root, account: "e2e", logger: quietLogger) },
+            near: { try await maildir.store() },
             options: options, logger: quietLogger)
         return try await engine.run()
     }
@@ -152,6 +154,27 @@ struct EndToEndTests {
         let third = try await account.sync()
         expectQuiet(third, "second run")
         try account.expectConverged("after a quiet run")
+    }
+
+    /// The second run is the first one's no-op: folders the first run only
+    /// filled from the server are proven unchanged and skipped, not rescanned.
+    @Test func runAfterDownloadingSkipsEveryFolder() async throws {
+        let account = try await Account(.full)
+        try await account.seedServer()
+        let first = try await account.sync()
+        #expect(first.allErrors.isEmpty, "\(first.allErrors.map(\.description))")
+        #expect(first.counts.fetched == 14)
+
+        let second = try await account.sync()
+        expectQuiet(second, "run after the download")
+        let rescanned = second.mailboxes.filter { !$0.skipped }.map(\.farName)
+        #expect(rescanned.isEmpty, "rescanned: \(rescanned)")
+
+        // Another program's change is still seen.
+        try account.writeLocal(message(30), folder: "INBOX")
+        let third = try await account.sync()
+        #expect(third.counts.appended == 1)
+        try account.expectConverged("after a local delivery")
     }
 
     /// The mailbox is recreated on the server with the same messages (new

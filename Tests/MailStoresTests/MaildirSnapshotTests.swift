@@ -1,0 +1,104 @@
+import Foundation
+@testable import MailStores
+import SyncEngine
+import SyncState
+import TestSupport
+import Testing
+
+/// `MaildirMailStore` remembers a folder's files and its own changes to them,
+/// so a run that changed a folder can prove it was the only writer, and a
+/// later listing costs one `readdir`. Nothing another program did may ever
+/// be hidden by that memory.
+@Suite("Maildir snapshots: own changes proven, others' never hidden")
+struct MaildirSnapshotTests {
+    /// A store with INBOX listed once (the snapshot) and three messages
+    /// appended by the store itself.
+    private func storeWithOwnChanges() async throws -> (MaildirMailStore, TemporaryDirectory, [MessageKey]) {
+        let directory = try TemporaryDirectory(prefix: "ferrymail-snapshot")
+        let store = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
+        try await store.createMailbox("INBOX", role: nil)
+        _ = try await store.listing("INBOX")
+        var keys: [MessageKey] = []
+        for index in 0..<3 {
+            keys.append(try #require(try await store.append(message(index), to: "INBOX", flags: ["\\Seen"])))
+        }
+        try await store.flush("INBOX")
+        return (store, directory, keys)
+    }
+
+    private func cur(_ directory: TemporaryDirectory) -> String { directory.path + "/Mail/cur" }
+
+    private func fileName(of key: MessageKey, in directory: TemporaryDirectory) throws -> String {
+        guard case .name(let base) = key else { throw TestFailure("not a Maildir key: \(key)") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: cur(directory))
+        return try #require(files.first { $0.hasPrefix(base + ":") })
+    }
+
+    @Test("a folder changed only by this store settles to a new token, and that token then lists as unchanged")
+    func ownChangesSettle() async throws {
+        let (store, directory, keys) = try await storeWithOwnChanges()
+        defer { directory.remove() }
+        try await store.setFlags([FlagChange(keys: [keys[0]], add: ["\\Flagged"], remove: [])], in: "INBOX")
+        try await store.expunge([keys[1]], in: "INBOX")
+        let before = try await store.select("INBOX")
+
+        let settled = try #require(try await store.settledStatus(of: "INBOX"))
+        #expect(settled.scanToken != nil)
+        #expect(settled.scanToken != before.scanToken, "the token before settling was taken too soon after the changes")
+        let watermark = SyncWatermark(scanToken: settled.scanToken)
+        #expect(try await store.messages(in: "INBOX", changedSince: watermark) == .delta(changed: [], vanished: []))
+
+        // A new process, with no memory, agrees from the token alone.
+        let fresh = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
+        #expect(try await fresh.messages(in: "INBOX", changedSince: watermark) == .delta(changed: [], vanished: []))
+    }
+
+    @Test("another program's new file, flag change or deletion makes the settle check fail")
+    func othersChangesAreNeverAdopted() async throws {
+        for change in ["new file", "flag change", "deletion"] {
+            let (store, directory, _) = try await storeWithOwnChanges()
+            defer { directory.remove() }
+            let files = try FileManager.default.contentsOfDirectory(atPath: cur(directory)).sorted()
+            switch change {
+            case "new file":
+                try Data(message(9)).write(to: URL(fileURLWithPath: directory.path + "/Mail/new/1700000000.M9P9.elsewhere"))
+            case "flag change":
+                try FileManager.default.moveItem(atPath: cur(directory) + "/" + files[0], toPath: cur(directory) + "/" + files[0] + "F")
+            default:
+                try FileManager.default.removeItem(atPath: cur(directory) + "/" + files[0])
+            }
+            #expect(try await store.settledStatus(of: "INBOX") == nil, "\(change)")
+        }
+    }
+
+    @Test("a flag change by another program under this store's own flag change is not folded into the snapshot")
+    func foldedFlagChangeIsNotHidden() async throws {
+        let (store, directory, keys) = try await storeWithOwnChanges()
+        defer { directory.remove() }
+        let file = try fileName(of: keys[0], in: directory)
+        // Another program flags the message; then this store changes it too.
+        try FileManager.default.moveItem(atPath: cur(directory) + "/" + file, toPath: cur(directory) + "/" + file.replacingOccurrences(of: ":2,S", with: ":2,FS"))
+        try await store.setFlags([FlagChange(keys: [keys[0]], add: ["\\Answered"], remove: [])], in: "INBOX")
+        #expect(try await store.settledStatus(of: "INBOX") == nil)
+    }
+
+    @Test("after settling, a listing reports exactly what another program changed, from one readdir")
+    func listingFromTheSnapshotIsADelta() async throws {
+        let (store, directory, keys) = try await storeWithOwnChanges()
+        defer { directory.remove() }
+        let settled = try #require(try await store.settledStatus(of: "INBOX"))
+        let flagged = try fileName(of: keys[0], in: directory)
+        try FileManager.default.moveItem(atPath: cur(directory) + "/" + flagged, toPath: cur(directory) + "/" + flagged + "T")
+        try FileManager.default.removeItem(atPath: cur(directory) + "/" + fileName(of: keys[1], in: directory))
+        try Data(message(7)).write(to: URL(fileURLWithPath: directory.path + "/Mail/new/1700000001.M7P7.elsewhere"))
+
+        guard case .delta(let changed, let vanished) = try await store.messages(in: "INBOX", changedSince: SyncWatermark(scanToken: settled.scanToken)) else {
+            Issue.record("expected a delta listing")
+            return
+        }
+        #expect(vanished == [keys[1]])
+        #expect(Set(changed.map(\.key)) == [keys[0], .name("1700000001.M7P7.elsewhere")])
+        #expect(changed.first { $0.key == keys[0] }?.flags == ["\\Deleted", "\\Seen"])
+        #expect(changed.first { $0.key != keys[0] }?.size == Int64(message(7).count))
+    }
+}
