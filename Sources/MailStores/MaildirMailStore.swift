@@ -67,6 +67,9 @@ public actor MaildirMailStore: MailStore {
     /// the difference to them, this store's own changes included, as an IMAP
     /// server's CHANGEDSINCE includes a client's own.
     private var snapshots: [String: (token: String, files: [String: String])] = [:]
+    /// Per folder, the settled token a listing found unchanged (an empty
+    /// delta, without a `readdir`): the state knows the folder as it was then.
+    private var unchangedAt: [String: String] = [:]
 
     public init(root: String, layout: MaildirLayout = .maildirPlusPlus, folderNameEncoding: FolderNameEncoding = .utf8,
                 deliversUnseenToNew: Bool = false, account: String, logger: Logger = Logger(label: "ferrymail.maildir")) throws {
@@ -108,6 +111,7 @@ public actor MaildirMailStore: MailStore {
             try folder.syncDirectories()
             folders[name] = nil
             hints[name] = nil
+            unchangedAt[name] = nil
             exact.remove(name)
             snapshots[name] = nil
             try maildir.deleteFolder(named: name)
@@ -133,7 +137,10 @@ public actor MaildirMailStore: MailStore {
             let watermark = watermark?.uidValidity == nil ? watermark : nil
             if let since = watermark?.scanToken {
                 let current = try folder.scanToken()
-                if current.isSettled && Self.text(current) == since { return .delta(changed: [], vanished: []) }
+                if current.isSettled && Self.text(current) == since {
+                    unchangedAt[mailbox] = since
+                    return .delta(changed: [], vanished: [])
+                }
             }
             let scan = try folder.scan()
             let snapshot = snapshots[mailbox]
@@ -150,12 +157,19 @@ public actor MaildirMailStore: MailStore {
                 }
                 let path = folder.path + "/" + entry.relativePath
                 var st = stat()
-                // Renamed or removed since the readdir by another program: it
-                // shows up in the next scan.
-                guard lstat(path, &st) == 0 else { continue }
+                let size: Int64, date: Int64?
+                if lstat(path, &st) == 0 {
+                    (size, date) = (Int64(entry.size ?? Int(st.st_size)), Int64(st.st_mtim.tv_sec))
+                } else {
+                    // Renamed (a mail reader's flag change) or removed since the
+                    // readdir. Left out, it would read as deleted here and be
+                    // expunged on the server; listed as read, the next scan
+                    // tells which it was. Without `,S=` its size is unknown
+                    // (0): a copy takes the real size from the file it opens.
+                    (size, date) = (Int64(entry.size ?? 0), nil)
+                }
                 names[base] = entry.fileName
-                messages.append(MessageInfo(key: .name(base), flags: Self.syncFlags(entry.flags),
-                                            size: Int64(entry.size ?? Int(st.st_size)), internalDate: Int64(st.st_mtim.tv_sec)))
+                messages.append(MessageInfo(key: .name(base), flags: Self.syncFlags(entry.flags), size: size, internalDate: date))
             }
             hints[mailbox] = names
             exact.insert(mailbox)
@@ -258,7 +272,9 @@ public actor MaildirMailStore: MailStore {
 
     public func beginAppend(to mailbox: String, _ envelope: AppendEnvelope) async throws -> any AppendWriter {
         try run(mailbox, "starting delivery") {
-            let delivery = try self.folder(mailbox).beginDelivery()
+            let folder = try self.folder(mailbox)
+            try ensureHints(mailbox, folder)
+            let delivery = try folder.beginDelivery()
             let toNew = deliversUnseenToNew && !envelope.flags.contains("\\Seen")
             return MaildirAppendWriter(store: self, account: account, mailbox: mailbox, delivery: delivery, size: envelope.size,
                                        flags: Self.maildirFlags(envelope.flags), internalDate: envelope.internalDate, toNew: toNew)
@@ -279,6 +295,7 @@ public actor MaildirMailStore: MailStore {
     public func setFlags(_ changes: [FlagChange], in mailbox: String) async throws {
         try run(mailbox, "changing flags") {
             let folder = try self.folder(mailbox)
+            try ensureHints(mailbox, folder)
             for change in changes {
                 for key in change.keys {
                     let base = try self.baseName(key, mailbox)
@@ -292,7 +309,7 @@ public actor MaildirMailStore: MailStore {
                     if current.flags.system.contains(.passed) { flags.system.insert(.passed) }
                     do {
                         let entry = try folder.setFlags(baseName: base, flags: flags, hint: current.fileName)
-                        hints[mailbox, default: [:]][base] = entry.fileName
+                        hints[mailbox]?[base] = entry.fileName
                     } catch MaildirError.messageNotFound {
                         continue
                     }
@@ -304,6 +321,7 @@ public actor MaildirMailStore: MailStore {
     public func expunge(_ keys: [MessageKey], in mailbox: String) async throws {
         try run(mailbox, "removing messages") {
             let folder = try self.folder(mailbox)
+            try ensureHints(mailbox, folder)
             for key in keys {
                 let base = try self.baseName(key, mailbox)
                 do {
@@ -320,6 +338,8 @@ public actor MaildirMailStore: MailStore {
     public func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey] {
         try run(source, "moving messages to \(destination)") {
             let from = try self.folder(source), to = try self.folder(destination)
+            try ensureHints(source, from)
+            try ensureHints(destination, to)
             var moved: [MessageKey: MessageKey] = [:]
             for key in keys {
                 let base = try self.baseName(key, source)
@@ -377,10 +397,31 @@ public actor MaildirMailStore: MailStore {
     }
 
     private func open(_ base: String, in folder: MaildirFolder, _ mailbox: String) throws -> OpenedMessage? {
+        try ensureHints(mailbox, folder)
         do {
             return try folder.openMessage(baseName: base, hint: hints[mailbox]?[base])
         } catch MaildirError.messageNotFound {
             return nil
+        }
+    }
+
+    /// Reads a folder's file names before this store first acts on a folder
+    /// it has not scanned (its listing was an empty delta): without them every
+    /// message looked up costs a `readdir` of the whole folder. When the
+    /// directory is still at the token that listing found unchanged, before
+    /// and after the `readdir`, the names are exactly what the state knows,
+    /// and the folder can settle at the end of the run like a scanned one.
+    private func ensureHints(_ mailbox: String, _ folder: MaildirFolder) throws {
+        guard hints[mailbox] == nil else { return }
+        let scan = try folder.scan()
+        var names: [String: String] = [:]
+        names.reserveCapacity(scan.entries.count)
+        for entry in scan.entries { names[entry.baseName] = entry.fileName }
+        hints[mailbox] = names
+        let token = Self.text(scan.token)
+        if token == unchangedAt[mailbox], Self.text(try folder.scanToken()) == token {
+            exact.insert(mailbox)
+            snapshots[mailbox] = (token, names)
         }
     }
 

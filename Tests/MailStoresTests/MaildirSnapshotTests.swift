@@ -101,4 +101,23 @@ struct MaildirSnapshotTests {
         #expect(changed.first { $0.key == keys[0] }?.flags == ["\\Deleted", "\\Seen"])
         #expect(changed.first { $0.key != keys[0] }?.size == Int64(message(7).count))
     }
+
+    @Test("a store that found a folder unchanged without reading it still settles its own changes, and never another's")
+    func unchangedListingThenOwnChangesSettle() async throws {
+        for otherProgramWrites in [false, true] {
+            let (store, directory, keys) = try await storeWithOwnChanges()
+            defer { directory.remove() }
+            let watermark = SyncWatermark(scanToken: try #require(try await store.settledStatus(of: "INBOX")).scanToken)
+
+            // The next run, in a new process: the folder is unchanged, so it is not read.
+            let next = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
+            #expect(try await next.messages(in: "INBOX", changedSince: watermark) == .delta(changed: [], vanished: []))
+            if otherProgramWrites {
+                try Data(message(8)).write(to: URL(fileURLWithPath: directory.path + "/Mail/new/1700000002.M8P8.elsewhere"))
+            }
+            try await next.setFlags([FlagChange(keys: [keys[2]], add: ["\\Flagged"], remove: [])], in: "INBOX")
+            let settled = try await next.settledStatus(of: "INBOX")
+            #expect((settled == nil) == otherProgramWrites, "another program wrote: \(otherProgramWrites)")
+        }
+    }
 }
