@@ -7,6 +7,9 @@ struct LoadedMailbox: Sendable {
     var statuses: Sides<MailboxStatus>
     var listings: Sides<MessageListing>
     var pairs: [StatePair]
+    /// Pairs left out of `pairs` because both listings are deltas that do not
+    /// mention them: present and unchanged on both sides.
+    var unloadedPairs = 0
     var invalidated: Sides<Bool>
 
     var names: Sides<String> { Sides(far: record.farName, near: record.nearName) }
@@ -88,10 +91,22 @@ struct MailboxSync: Sendable {
         if !pending.isEmpty && !options.dryRun {
             try await resolvePending(pending, listings: listings)
         }
-        let pairs = try st { try state.pairs(in: mailboxId) }
-            .filter { !$0.status.isPendingCopy }
-            .map(columns.statePair)
-        var loaded = LoadedMailbox(record: record, statuses: statuses, listings: listings, pairs: pairs, invalidated: changed)
+        // Two deltas touch a few messages of what may be a large mailbox: only
+        // the rows they mention are read (and counted for the mass-deletion
+        // guard), not every row.
+        let records: [MessagePairRecord]
+        var unloaded = 0
+        if case .delta(let farChanged, let farVanished) = listings.far, case .delta(let nearChanged, let nearVanished) = listings.near {
+            let farUids = try (farChanged.map(\.key) + farVanished).map { key throws(SyncError) in try columns.farUid(key) }
+            let nearNames = (nearChanged.map(\.key) + nearVanished).map(columns.nearName)
+            records = try st { try state.pairs(in: mailboxId, farUids: farUids, nearNames: nearNames) }
+            unloaded = try st { try state.pairCount(in: mailboxId) } - records.count
+        } else {
+            records = try st { try state.pairs(in: mailboxId) }
+        }
+        let pairs = records.filter { !$0.status.isPendingCopy }.map(columns.statePair)
+        var loaded = LoadedMailbox(record: record, statuses: statuses, listings: listings, pairs: pairs, unloadedPairs: unloaded,
+                                   invalidated: changed)
         for side in Side.allCases {
             let known = changed[side] ? [] : Set(pairs.compactMap { $0.keys[side] })
             loaded.listings[side] = try await withMessageIds(listings[side], excluding: known, on: side)
@@ -168,7 +183,7 @@ struct MailboxSync: Sendable {
 
     func reconcileInput(_ loaded: LoadedMailbox, ignoredPairs: Set<Int64> = [], ignoredKeys: Sides<Set<MessageKey>> = Sides(far: [], near: [])) -> ReconcileInput {
         ReconcileInput(
-            account: account, mailbox: names.far, pairs: loaded.pairs, listings: loaded.listings,
+            account: account, mailbox: names.far, pairs: loaded.pairs, unloadedPairs: loaded.unloadedPairs, listings: loaded.listings,
             invalidated: loaded.invalidated, deletion: deletion, writable: options.direction.writable,
             keywords: Sides { loaded.statuses[$0].keywords ?? stores[$0].capabilities.keywords }, massDeletion: options.massDeletion,
             ignoredPairs: ignoredPairs, ignoredKeys: ignoredKeys)
@@ -279,10 +294,11 @@ struct MailboxSync: Sendable {
                             near: options.direction.writable.far && !holdingBack.contains(.near))
         var statuses = loaded.statuses
         for side in Side.allCases where advance[side] {
-            if let settled = try await io(side, "reading the status of \(names[side])", { try await stores[side].settledStatus(of: names[side]) }),
-               settled.uidValidity == statuses[side].uidValidity {
-                statuses[side] = settled
+            let settled = try await io(side, "reading the status of \(names[side])") { () async throws -> MailboxStatus? in
+                if let settled = try await stores[side].settledStatus(of: names[side]) { return settled }
+                return try await provenStatus(side, since: loaded.statuses[side])
             }
+            if let settled, settled.uidValidity == statuses[side].uidValidity { statuses[side] = settled }
         }
         var nearMark = advance.near ? statuses.near.watermark : NearWatermarkText.decode(current.nearScanToken)
         nearMark.uidValidity = loaded.statuses.near.uidValidity
@@ -293,6 +309,35 @@ struct MailboxSync: Sendable {
                 farHighestModSeq: advance.far ? statuses.far.highestModSeq : current.farHighestModSeq,
                 nearScanToken: NearWatermarkText.encode(nearMark))
         }
+    }
+
+    /// For a side that lists changes since a MODSEQ (QRESYNC, CONDSTORE):
+    /// its status now, when every change since `before` is one the state
+    /// already records, i.e. this run's own. The status is read first, so a
+    /// change made after it has a higher MODSEQ and is seen by the next run;
+    /// a change made before it is in the listing and fails the check. Nil
+    /// otherwise, and the next run looks at the changes again.
+    private func provenStatus(_ side: Side, since before: MailboxStatus) async throws -> MailboxStatus? {
+        guard before.highestModSeq != nil else { return nil }
+        let after = try await stores[side].select(names[side])
+        guard after.uidValidity == before.uidValidity, !before.watermark.provesUnchanged(after),
+              case .delta(let changed, let vanished) = try await stores[side].messages(in: names[side], changedSince: before.watermark)
+        else { return nil }
+        let keys = changed.map(\.key) + vanished
+        let rows = try st {
+            side == .far ? try state.pairs(in: mailboxId, farUids: try keys.map { key throws(SyncError) in try columns.farUid(key) }, nearNames: [])
+                         : try state.pairs(in: mailboxId, farUids: [], nearNames: keys.map(columns.nearName))
+        }
+        var recorded: [MessageKey: StatePair] = [:]
+        for row in rows where row.status == .paired {
+            let pair = columns.statePair(row)
+            if let key = pair.keys[side] { recorded[key] = pair }
+        }
+        let proven = vanished.allSatisfy { recorded[$0] == nil } && changed.allSatisfy { message in
+            guard let pair = recorded[message.key] else { return false }
+            return FlagMerge.normalized(pair.flags) == FlagMerge.normalized(message.flags)
+        }
+        return proven ? after : nil
     }
 
     /// Copies new messages to `destination`, streaming each body from the

@@ -58,6 +58,10 @@ public struct ReconcileInput: Sendable {
     /// The mailbox's name for messages and logs (the far name).
     public var mailbox: String
     public var pairs: [StatePair]
+    /// Pairs the state holds but `pairs` leaves out because both listings
+    /// are deltas that do not mention them: present and unchanged on both
+    /// sides. They count for the mass-deletion guard.
+    public var unloadedPairs: Int
     public var listings: Sides<MessageListing>
     /// Sides whose UIDVALIDITY changed in this run: their stored keys mean
     /// nothing and their messages are re-paired by Message-ID, size and date.
@@ -75,7 +79,7 @@ public struct ReconcileInput: Sendable {
     public var ignoredKeys: Sides<Set<MessageKey>>
 
     public init(
-        account: String, mailbox: String, pairs: [StatePair], listings: Sides<MessageListing>,
+        account: String, mailbox: String, pairs: [StatePair], unloadedPairs: Int = 0, listings: Sides<MessageListing>,
         invalidated: Sides<Bool> = Sides(far: false, near: false),
         deletion: Sides<DeletionRule> = Sides(far: .propagate, near: .propagate),
         writable: Sides<Bool> = Sides(far: true, near: true),
@@ -86,6 +90,7 @@ public struct ReconcileInput: Sendable {
         self.account = account
         self.mailbox = mailbox
         self.pairs = pairs
+        self.unloadedPairs = unloadedPairs
         self.listings = listings
         self.invalidated = invalidated
         self.deletion = deletion
@@ -371,7 +376,7 @@ public enum Reconciler {
         // mirrored as "the user deleted everything".
         for side in Side.allCases {
             let deletions = plan.removals[side].count + plan.trash[side].count
-            let messages = views[side].count
+            let messages = views[side].count + input.unloadedPairs
             if !input.massDeletion.allow, messages > input.massDeletion.minimumMessages,
                Double(deletions) > input.massDeletion.share * Double(messages) {
                 throw .massDeletion(account: input.account, mailbox: input.mailbox, side: side,

@@ -329,6 +329,37 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// The rows a run needs when both sides listed only their changes: those
+    /// holding one of these keys, and every row missing a key or unfinished,
+    /// which the reconciler must always see. Ordered as `pairs(in:)`. For a
+    /// large mailbox with a few changes this reads a few rows, not all.
+    public func pairs(in mailbox: Int64, farUids: [UInt32], nearNames: [String]) throws(StateError) -> [MessagePairRecord] {
+        typealias Columns = MessagePairRecord.Columns
+        return try read { db in
+            let rows = MessagePairRecord.filter(Columns.mailboxPairId == mailbox)
+            var byId: [Int64: MessagePairRecord] = [:]
+            func collect(_ request: QueryInterfaceRequest<MessagePairRecord>) throws {
+                for record in try request.fetchAll(db) { byId[record.id!] = record }
+            }
+            for start in stride(from: 0, to: farUids.count, by: 500) {
+                try collect(rows.filter(farUids[start..<min(start + 500, farUids.count)].contains(Columns.farUid)))
+            }
+            for start in stride(from: 0, to: nearNames.count, by: 500) {
+                try collect(rows.filter(nearNames[start..<min(start + 500, nearNames.count)].contains(Columns.nearName)))
+            }
+            try collect(rows.filter(Columns.farUid == nil))
+            try collect(rows.filter(Columns.nearName == nil))
+            try collect(rows.filter(Columns.status != MessagePairStatus.paired.rawValue))
+            // SQLite's ORDER BY farUid, nearName: NULL first.
+            return byId.values.sorted { a, b in
+                if a.farUid != b.farUid { return (a.farUid.map(Int64.init) ?? -1) < (b.farUid.map(Int64.init) ?? -1) }
+                guard a.nearName != b.nearName, let y = b.nearName else { return false }
+                guard let x = a.nearName else { return true }
+                return x.utf8.lexicographicallyPrecedes(y.utf8)
+            }
+        }
+    }
+
     /// The pair holding a far UID, e.g. for a FETCH or VANISHED response.
     public func pair(in mailbox: Int64, farUid: UInt32) throws(StateError) -> MessagePairRecord? {
         try read { db in

@@ -154,6 +154,11 @@ struct EndToEndTests {
         let third = try await account.sync()
         expectQuiet(third, "second run")
         try account.expectConverged("after a quiet run")
+        if kind == .full || kind == .condStoreOnly {
+            // The second run's own changes on both sides were proven its own.
+            let rescanned = third.mailboxes.filter { !$0.skipped }.map(\.farName)
+            #expect(rescanned.isEmpty, "rescanned: \(rescanned)")
+        }
     }
 
     /// The second run is the first one's no-op: folders the first run only
@@ -225,6 +230,44 @@ struct EndToEndTests {
         let (far, near) = try account.trees()
         #expect(far["Bulk"]?.count == 25)
         #expect(near["Bulk"]?.isEmpty == true)
+    }
+
+    /// Server-only changes in a folder the Maildir side proves unchanged are
+    /// reconciled from the rows they touch, while the mass-deletion guard
+    /// still counts the whole folder: 30 of 100 deleted passes, 60 of the
+    /// remaining 71 stops.
+    @Test(arguments: [ServerKind.full, .condStoreOnly])
+    func serverChangesInALargeFolderTouchOnlyTheirRows(_ kind: ServerKind) async throws {
+        let account = try await Account(kind)
+        let server = account.server.server, user = account.server.user.name
+        try await offloadBlocking {
+            _ = try server.seedMaildir(user: user, mailbox: "Bulk", messages: (0..<100).map { message($0, "Bulk", size: 800) })
+        }
+        #expect(try await account.sync().allErrors.isEmpty)
+
+        try await account.server.doveadm(["expunge", "-u", user, "mailbox", "Bulk", "uid", "1:30"])
+        try await account.server.doveadm(["flags", "add", "-u", user, "\\Flagged", "mailbox", "Bulk", "uid", "31:35"])
+        try await account.server.save(message(200, "Bulk"), to: "Bulk")
+        let second = try await account.sync()
+        #expect(second.allErrors.isEmpty, "\(second.allErrors.map(\.description))")
+        let bulk = try #require(second.mailbox("Bulk"))
+        #expect(bulk.deleted.near == 30)
+        #expect(bulk.flagsChanged.near == 5)
+        #expect(bulk.copied.near == 1)
+        try account.expectConverged("after server changes")
+        let third = try await account.sync()
+        expectQuiet(third, "run after server changes")
+        let rescanned = third.mailboxes.filter { !$0.skipped }.map(\.farName)
+        #expect(rescanned.isEmpty, "rescanned: \(rescanned)")
+
+        try await account.server.doveadm(["expunge", "-u", user, "mailbox", "Bulk", "uid", "31:90"])
+        let guarded = try #require(try await account.sync().mailbox("Bulk"))
+        guard case .massDeletion(_, _, .near, 60, 71, _)? = guarded.error else {
+            Issue.record("expected the mass-delete guard, got \(String(describing: guarded.error))")
+            return
+        }
+        let near = try account.trees().near
+        #expect(near["Bulk"]?.count == 71)
     }
 
     /// AccountStores builds working factories and options from a configuration.

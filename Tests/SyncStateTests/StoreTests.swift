@@ -116,6 +116,28 @@ struct MessagePairTests {
         #expect(try store.pair(in: inbox, nearName: "a")?.farUid == 1)
     }
 
+    @Test("the rows two deltas need: those holding a listed key, plus every keyless or unfinished row, in pairs(in:) order")
+    func pairsByKey() throws {
+        let (store, _, mailboxId) = try storeWithMailbox()
+        try store.recordPairs((1...1200).map { pair($0) }, in: mailboxId)
+        let toNear = try store.recordPending(copies: [PendingCopy(source: .far(uid: 5000), size: 9)], in: mailboxId)[0]
+        let toFar = try store.recordPending(copies: [PendingCopy(source: .near(name: "local"), size: 9)], in: mailboxId)[0]
+
+        // More keys than one query's chunk, on both sides, some unknown.
+        let farUids = Array(UInt32(3)...UInt32(700)) + [9999]
+        let nearNames = ["msg1100", "msg3", "nowhere"]
+        let rows = try store.pairs(in: mailboxId, farUids: farUids, nearNames: nearNames)
+
+        let expected = try store.pairs(in: mailboxId).filter { row in
+            row.farUid.map { (3...700).contains($0) } == true || row.nearName == "msg1100"
+                || row.farUid == nil || row.nearName == nil
+        }
+        #expect(rows == expected)
+        #expect(rows.count == 698 + 1 + 2)
+        #expect(rows.contains { $0.transferId == toNear } && rows.contains { $0.transferId == toFar })
+        #expect(try store.pairs(in: mailboxId, farUids: [], nearNames: []).compactMap(\.transferId).sorted() == [toFar, toNear].sorted())
+    }
+
     @Test("a copy to near is pending until completed with its Maildir name")
     func pendingToNearLifecycle() throws {
         let (store, _, mailboxId) = try storeWithMailbox()
