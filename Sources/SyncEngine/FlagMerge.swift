@@ -41,13 +41,16 @@ public enum FlagMerge {
     static func systemFlags(_ flags: MessageFlags) -> MessageFlags { MessageFlags(flags.names.filter(isSystemFlag)) }
     static func keywords(_ flags: MessageFlags) -> MessageFlags { MessageFlags(flags.names.filter { !isSystemFlag($0) }) }
 
+    private static let canonicalSpellings = Set(canonicalSystemFlags.values)
     private static let canonicalSystemFlags: [String: String] = Dictionary(
         uniqueKeysWithValues: ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"].map { ($0.lowercased(), $0) })
 
     /// Spells system flags canonically (IMAP compares them case-insensitively)
     /// and drops `\Recent`, so two spellings never look like a change.
     public static func normalized(_ flags: MessageFlags) -> MessageFlags {
-        MessageFlags(flags.names.compactMap { name -> String? in
+        // Nearly always spelled canonically already: no lower-casing then.
+        if flags.names.allSatisfy({ !isSystemFlag($0) || canonicalSpellings.contains($0) }) { return flags }
+        return MessageFlags(flags.names.compactMap { name -> String? in
             guard isSystemFlag(name) else { return name }
             let lower = name.lowercased()
             if lower == "\\recent" { return nil }

@@ -15,11 +15,32 @@ public struct MessageFlags: Hashable, Sendable, Codable, DatabaseValueConvertibl
     public let names: [String]
 
     public init(_ names: some Sequence<String>) {
+        let names = Array(names)
+        // Flags read back from the state or a store are usually canonical
+        // already; checking is much cheaper than trimming, hashing and sorting
+        // (tens of thousands of messages per mailbox).
+        if Self.isCanonical(names) {
+            self.names = names
+            return
+        }
         let cleaned = names.compactMap { name -> String? in
             let trimmed = name.trimmingCharacters(in: .whitespaces)
             return trimmed.isEmpty ? nil : trimmed
         }
         self.names = Array(Set(cleaned)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// Sorted by bytes, unique, and no name empty or starting or ending with
+    /// a space, a tab or a non-ASCII byte (which might be white space).
+    private static func isCanonical(_ names: [String]) -> Bool {
+        var previous: String?
+        for name in names {
+            guard let first = name.utf8.first, let last = name.utf8.last,
+                  first > 0x20, first < 0x80, last > 0x20, last < 0x80 else { return false }
+            if let previous, !previous.utf8.lexicographicallyPrecedes(name.utf8) { return false }
+            previous = name
+        }
+        return true
     }
 
     public static let none = MessageFlags([String]())

@@ -198,6 +198,28 @@ public struct MessagePairRecord: Codable, Sendable, Hashable, FetchableRecord, M
         self.updatedAt = updatedAt
     }
 
+    /// Read by column, not through `Decodable`: a mailbox's rows are read
+    /// whole on every full listing, and keyed decoding was a fifth of such a
+    /// run at 60,000 rows.
+    public init(row: Row) throws {
+        id = row[Columns.id]
+        mailboxPairId = row[Columns.mailboxPairId]
+        farUid = row[Columns.farUid]
+        nearName = row[Columns.nearName]
+        flags = row[Columns.flags] ?? .none
+        size = row[Columns.size]
+        internalDate = row[Columns.internalDate]
+        messageId = row[Columns.messageId]
+        contentHash = row[Columns.contentHash]
+        let statusText: String = row[Columns.status]
+        guard let status = MessagePairStatus(rawValue: statusText) else {
+            throw DatabaseError(resultCode: .SQLITE_MISMATCH, message: "unknown message pair status \(statusText)")
+        }
+        self.status = status
+        transferId = row[Columns.transferId]
+        updatedAt = row[Columns.updatedAt]
+    }
+
     public mutating func didInsert(_ inserted: InsertionSuccess) {
         id = inserted.rowID
     }

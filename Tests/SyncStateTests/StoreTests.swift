@@ -355,5 +355,13 @@ struct HelperTests {
         #expect(flags.names == ["\\Answered", "\\Seen"])
         #expect(MessageFlags(text: flags.text) == flags)
         #expect(MessageFlags.none.text.isEmpty)
+        // Already canonical, unsorted, duplicated, padded, or with a
+        // non-breaking space: always the same canonical form.
+        #expect(MessageFlags(["$Label1", "\\Answered", "\\Seen"]).names == ["$Label1", "\\Answered", "\\Seen"])
+        #expect(MessageFlags(["\\Seen", "$Label1"]).names == ["$Label1", "\\Seen"])
+        #expect(MessageFlags(["\\Answered", "\\Answered"]).names == ["\\Answered"])
+        #expect(MessageFlags(["\\Answered", "\\Seen\t"]).names == ["\\Answered", "\\Seen"])
+        #expect(MessageFlags(["\\Answered", "\\Seen\u{00A0}"]).names == ["\\Answered", "\\Seen"])
+        #expect(MessageFlags(["", "\\Seen"]).names == ["\\Seen"])
     }
 }
