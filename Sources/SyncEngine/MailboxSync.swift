@@ -96,10 +96,8 @@ struct MailboxSync: Sendable {
         // guard), not every row.
         let records: [MessagePairRecord]
         var unloaded = 0
-        if case .delta(let farChanged, let farVanished) = listings.far, case .delta(let nearChanged, let nearVanished) = listings.near {
-            let farUids = try (farChanged.map(\.key) + farVanished).map { key throws(SyncError) in try columns.farUid(key) }
-            let nearNames = (nearChanged.map(\.key) + nearVanished).map(columns.nearName)
-            records = try st { try state.pairs(in: mailboxId, farUids: farUids, nearNames: nearNames) }
+        if case .delta = listings.far, case .delta = listings.near {
+            records = try rows(mentioning: listings.map(\.keys))
             unloaded = try st { try state.pairCount(in: mailboxId) } - records.count
         } else {
             records = try st { try state.pairs(in: mailboxId) }
@@ -320,16 +318,11 @@ struct MailboxSync: Sendable {
     private func provenStatus(_ side: Side, since before: MailboxStatus) async throws -> MailboxStatus? {
         guard before.highestModSeq != nil else { return nil }
         let after = try await stores[side].select(names[side])
-        guard after.uidValidity == before.uidValidity, !before.watermark.provesUnchanged(after),
-              case .delta(let changed, let vanished) = try await stores[side].messages(in: names[side], changedSince: before.watermark)
-        else { return nil }
-        let keys = changed.map(\.key) + vanished
-        let rows = try st {
-            side == .far ? try state.pairs(in: mailboxId, farUids: try keys.map { key throws(SyncError) in try columns.farUid(key) }, nearNames: [])
-                         : try state.pairs(in: mailboxId, farUids: [], nearNames: keys.map(columns.nearName))
-        }
+        guard after.uidValidity == before.uidValidity, !before.watermark.provesUnchanged(after) else { return nil }
+        let listing = try await stores[side].messages(in: names[side], changedSince: before.watermark)
+        guard case .delta(let changed, let vanished) = listing else { return nil }
         var recorded: [MessageKey: StatePair] = [:]
-        for row in rows where row.status == .paired {
+        for row in try rows(mentioning: Sides { $0 == side ? listing.keys : [] }) where row.status == .paired {
             let pair = columns.statePair(row)
             if let key = pair.keys[side] { recorded[key] = pair }
         }
@@ -338,6 +331,13 @@ struct MailboxSync: Sendable {
             return FlagMerge.normalized(pair.flags) == FlagMerge.normalized(message.flags)
         }
         return proven ? after : nil
+    }
+
+    /// The state rows holding one of these keys, and the keyless and
+    /// unfinished ones (`StateStore.pairs(in:farUids:nearNames:)`).
+    private func rows(mentioning keys: Sides<[MessageKey]>) throws -> [MessagePairRecord] {
+        let farUids = try keys.far.map { key throws(SyncError) in try columns.farUid(key) }
+        return try st { try state.pairs(in: mailboxId, farUids: farUids, nearNames: keys.near.map(columns.nearName)) }
     }
 
     /// Copies new messages to `destination`, streaming each body from the
@@ -565,6 +565,14 @@ extension MessageListing {
         switch self {
         case .full(let messages): messages
         case .delta(let changed, _): changed
+        }
+    }
+
+    /// Every key a listing mentions: listed, changed or vanished.
+    var keys: [MessageKey] {
+        switch self {
+        case .full(let messages): messages.map(\.key)
+        case .delta(let changed, let vanished): changed.map(\.key) + vanished
         }
     }
 }
