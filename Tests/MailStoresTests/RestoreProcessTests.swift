@@ -82,7 +82,7 @@ struct RestoreProcessTests {
             let directory = try TemporaryDirectory(prefix: "ferrymail-restore-kill")
             let config = try Self.writeConfiguration([("source", source), ("target", target)], in: directory.path)
             let root = target.user.maildirRoot
-            let run = try ChildProcess(Self.binary, ["restore", "--config", config, "--to-account", "target", "--from-account", "source"],
+            let run = try ChildProcess(Self.binary, Self.restoreFromSource(config),
                                        outputIn: directory.path)
             let killed = try await run.kill(when: { maildirMessageCount(root) >= threshold }, timeout: .seconds(120))
             // Let Dovecot finish an APPEND whose literal had fully arrived.
@@ -99,7 +99,7 @@ struct RestoreProcessTests {
         #expect(present > 0 && present < Self.messages)
 
         // Rerun to completion: only the missing messages are uploaded.
-        let resumed = try ChildProcess(Self.binary, ["restore", "--config", config, "--to-account", "target", "--from-account", "source"],
+        let resumed = try ChildProcess(Self.binary, Self.restoreFromSource(config),
                                        outputIn: directory.path)
         let status = try await resumed.wait(timeout: .seconds(180))
         #expect(status == 0, "rerun exit status \(String(describing: status)): \(resumed.output)")
@@ -107,11 +107,16 @@ struct RestoreProcessTests {
         #expect(uploaded == Self.messages - present, "\(present) were on the target at the kill, the rerun uploaded \(uploaded)")
         expectSameMail(try target.checkedTree(), expected, "after the rerun:")
 
-        let again = try ChildProcess(Self.binary, ["restore", "--config", config, "--to-account", "target", "--from-account", "source"],
+        let again = try ChildProcess(Self.binary, Self.restoreFromSource(config),
                                      outputIn: directory.path)
         #expect(try await again.wait(timeout: .seconds(120)) == 0, "\(again.output)")
         #expect(Self.uploaded(in: again.output) == 0, "a second rerun uploaded messages: \(again.output)")
         #expect(maildirMessageCount(target.user.maildirRoot) == Self.messages)
+    }
+
+    /// `ferrymail restore` of account "source" onto account "target".
+    static func restoreFromSource(_ config: String) -> [String] {
+        ["restore", "--config", config, "--to-account", "target", "--from-account", "source"]
     }
 
     /// "uploaded N messages" from the restore report.

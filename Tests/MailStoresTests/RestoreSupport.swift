@@ -203,16 +203,8 @@ func seedMessages(perFolder: [String: Int] = ["INBOX": 3, "Sent": 2, "Lists/swif
 enum MaildirDates {
     static func read(root: URL, encodesNames: Bool, servesCRLF: Bool = false) throws -> [String: [String: [Int64]]] {
         let fm = FileManager.default
-        var directories: [(String, URL)] = [("INBOX", root)]
-        for entry in try fm.contentsOfDirectory(atPath: root.path) where entry.hasPrefix(".") && !entry.hasPrefix("..") {
-            let url = root.appendingPathComponent(entry)
-            guard fm.fileExists(atPath: url.appendingPathComponent("cur").path) else { continue }
-            var name = String(entry.dropFirst()).replacingOccurrences(of: ".", with: "/")
-            if encodesNames { name = MaildirChecker.decodeModifiedUTF7(name) }
-            directories.append((name, url))
-        }
         var result: [String: [String: [Int64]]] = [:]
-        for (name, directory) in directories {
+        for (name, directory) in try MaildirChecker.folders(root: root, encodesNames: encodesNames) {
             var dates: [String: [Int64]] = [:]
             for sub in ["cur", "new"] {
                 let path = directory.appendingPathComponent(sub)

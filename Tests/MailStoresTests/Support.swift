@@ -193,6 +193,20 @@ struct CheckedMessage: Hashable, Comparable, CustomStringConvertible {
 /// in file names (keyword letters through `dovecot-keywords`) and removes
 /// expunged files at once.
 enum MaildirChecker {
+    /// A Maildir++ tree's folders: display name and directory, INBOX first.
+    static func folders(root: URL, encodesNames: Bool) throws -> [(name: String, directory: URL)] {
+        let fm = FileManager.default
+        var directories: [(name: String, directory: URL)] = [("INBOX", root)]
+        for entry in try fm.contentsOfDirectory(atPath: root.path) where entry.hasPrefix(".") && !entry.hasPrefix("..") {
+            let url = root.appendingPathComponent(entry)
+            guard fm.fileExists(atPath: url.appendingPathComponent("cur").path) else { continue }
+            var name = String(entry.dropFirst()).replacingOccurrences(of: ".", with: "/")
+            if encodesNames { name = decodeModifiedUTF7(name) }
+            directories.append((name, url))
+        }
+        return directories
+    }
+
     /// Folder display name → sorted messages. `encodesNames`: the tree uses
     /// modified UTF-7 folder names (Dovecot's default) rather than UTF-8.
     ///
@@ -202,15 +216,7 @@ enum MaildirChecker {
     static func read(root: URL, encodesNames: Bool, servesCRLF: Bool = false) throws -> [String: [CheckedMessage]] {
         var result: [String: [CheckedMessage]] = [:]
         let fm = FileManager.default
-        var directories: [(String, URL)] = [("INBOX", root)]
-        for entry in try fm.contentsOfDirectory(atPath: root.path) where entry.hasPrefix(".") && !entry.hasPrefix("..") {
-            let url = root.appendingPathComponent(entry)
-            guard fm.fileExists(atPath: url.appendingPathComponent("cur").path) else { continue }
-            var name = String(entry.dropFirst()).replacingOccurrences(of: ".", with: "/")
-            if encodesNames { name = decodeModifiedUTF7(name) }
-            directories.append((name, url))
-        }
-        for (name, directory) in directories {
+        for (name, directory) in try folders(root: root, encodesNames: encodesNames) {
             let keywords = readKeywords(directory)
             var messages: [CheckedMessage] = []
             for sub in ["cur", "new"] {
