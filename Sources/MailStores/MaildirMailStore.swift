@@ -58,7 +58,7 @@ public actor MaildirMailStore: MailStore {
     private var folders: [String: MaildirFolder] = [:]
     /// Per folder, file names by base name from the last scan, kept current
     /// through this store's own changes: finding a message costs one `stat`.
-    private var hints: [String: [String: String]] = [:]
+    private var hints: [String: FolderFiles] = [:]
     /// Folders whose `hints` hold exactly their files: complete, and no
     /// other program's change folded in by one of this store's own.
     private var exact: Set<String> = []
@@ -66,7 +66,7 @@ public actor MaildirMailStore: MailStore {
     /// proof that only this store changed it. A listing since that token is
     /// the difference to them, this store's own changes included, as an IMAP
     /// server's CHANGEDSINCE includes a client's own.
-    private var snapshots: [String: (token: String, files: [String: String])] = [:]
+    private var snapshots: [String: (token: String, files: FolderFiles)] = [:]
     /// Per folder, the settled token a listing found unchanged (an empty
     /// delta, without a `readdir`): the state knows the folder as it was then.
     private var unchangedAt: [String: String] = [:]
@@ -145,13 +145,12 @@ public actor MaildirMailStore: MailStore {
             let scan = try folder.scan()
             let snapshot = snapshots[mailbox]
             let baseline = snapshot != nil && watermark?.scanToken == snapshot?.token ? snapshot?.files : nil
-            var names: [String: String] = [:]
-            names.reserveCapacity(scan.entries.count)
+            var names = FolderFiles(minimumCapacity: scan.entries.count)
             var messages: [MessageInfo] = []
             if baseline == nil { messages.reserveCapacity(scan.entries.count) }
             for entry in scan.entries {
                 let base = entry.baseName
-                if let baseline, baseline[base] == entry.fileName {
+                if let baseline, baseline.holds(base: base, fileName: entry.fileName) {
                     names[base] = entry.fileName
                     continue
                 }
@@ -175,7 +174,7 @@ public actor MaildirMailStore: MailStore {
             exact.insert(mailbox)
             snapshots[mailbox] = (Self.text(scan.token), names)
             guard let baseline else { return .full(messages) }
-            let vanished = baseline.keys.filter { names[$0] == nil }.sorted().map { MessageKey.name($0) }
+            let vanished = baseline.baseNames.filter { !names.contains($0) }.sorted().map { MessageKey.name($0) }
             return .delta(changed: messages, vanished: vanished)
         }
     }
@@ -201,7 +200,7 @@ public actor MaildirMailStore: MailStore {
             // folder (a move into it) are in the snapshot too.
             guard token.isSettled, exact.contains(mailbox), let expected = hints[mailbox],
                   scan.entries.count == expected.count,
-                  scan.entries.allSatisfy({ expected[$0.baseName] == $0.fileName }) else { return nil }
+                  scan.entries.allSatisfy({ expected.holds(base: $0.baseName, fileName: $0.fileName) }) else { return nil }
             let text = Self.text(token)
             snapshots[mailbox] = (text, expected)
             return MailboxStatus(scanToken: text)
@@ -414,8 +413,7 @@ public actor MaildirMailStore: MailStore {
     private func ensureHints(_ mailbox: String, _ folder: MaildirFolder) throws {
         guard hints[mailbox] == nil else { return }
         let scan = try folder.scan()
-        var names: [String: String] = [:]
-        names.reserveCapacity(scan.entries.count)
+        var names = FolderFiles(minimumCapacity: scan.entries.count)
         for entry in scan.entries { names[entry.baseName] = entry.fileName }
         hints[mailbox] = names
         let token = Self.text(scan.token)
@@ -544,5 +542,39 @@ enum BlockingIO {
 
     static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await pool.runIfActive(body)
+    }
+}
+
+/// A folder's file names by base name. Each is kept as the part after its
+/// base name (`:2,FS`), which fits in a string's inline storage, so a folder
+/// of 100,000 messages holds its base names once instead of twice (about
+/// 6 MB less at that size).
+struct FolderFiles: Sendable {
+    private var infos: [String: String] = [:]
+
+    init(minimumCapacity: Int = 0) { infos.reserveCapacity(minimumCapacity) }
+
+    var count: Int { infos.count }
+    var baseNames: Dictionary<String, String>.Keys { infos.keys }
+    func contains(_ base: String) -> Bool { infos[base] != nil }
+
+    /// The whole file name (without its `cur/` or `new/`).
+    subscript(base: String) -> String? {
+        get { infos[base].map { $0.hasPrefix("/") ? String($0.dropFirst()) : base + $0 } }
+        set { infos[base] = newValue.map { Self.info(of: $0, base: base) } }
+    }
+
+    /// `fileName` is this base name's file, without building the name.
+    func holds(base: String, fileName: String) -> Bool {
+        guard let info = infos[base] else { return false }
+        return Self.info(of: fileName, base: base) == info
+    }
+
+    /// A name that does not start with its base name (never made by this
+    /// store, but kept exactly if it were) is stored whole behind a `/`,
+    /// which no file name contains.
+    private static func info(of fileName: String, base: String) -> String {
+        guard fileName.utf8.starts(with: base.utf8) else { return "/" + fileName }
+        return String(Substring(fileName.utf8.dropFirst(base.utf8.count)))
     }
 }

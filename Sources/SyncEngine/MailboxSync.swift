@@ -188,14 +188,26 @@ struct MailboxSync: Sendable {
     }
 
     /// Carries out a plan, then commits the watermarks.
-    func execute(_ plan: Plan, loaded: LoadedMailbox, report: inout MailboxReport) async throws {
+    ///
+    /// Takes the loaded mailbox over and lets go of its listings and state
+    /// rows before the first copy: the plan holds what the copies need, and a
+    /// large mailbox's listing would otherwise stay in memory through a long
+    /// download for nothing.
+    func execute(_ plan: Plan, loaded: consuming LoadedMailbox, report: inout MailboxReport) async throws {
         for conflict in plan.conflicts {
             logger.warning("conflicting flag changes on both sides; merged (additions win, removals apply)", metadata: [
                 "ferrymail.mailbox": "\(names.far)", "ferrymail.far.key": "\(conflict.keys.far)", "ferrymail.near.key": "\(conflict.keys.near)",
                 "ferrymail.far.flags": "\(conflict.flags.far)", "ferrymail.near.flags": "\(conflict.flags.near)",
                 "ferrymail.merged": "\(conflict.merged)"])
         }
-        let views = Reconciler.currentViews(of: reconcileInput(loaded))
+        // Only messages moved to the Trash need their listing entries.
+        var trashed = Sides<[MessageInfo]>(far: [], near: [])
+        if !plan.trash.far.isEmpty || !plan.trash.near.isEmpty {
+            let views = Reconciler.currentViews(of: reconcileInput(loaded))
+            trashed = Sides { side in plan.trash[side].compactMap { views[side][$0.key] } }
+        }
+        loaded.listings = Sides(far: .full([]), near: .full([]))
+        loaded.pairs = []
 
         // Forget first: a stale pair may hold the key a copy or re-pair needs.
         if !plan.forgotten.isEmpty { try st { try state.recordExpunged(plan.forgotten) } }
@@ -261,7 +273,7 @@ struct MailboxSync: Sendable {
             guard case .moveToTrash(let trash) = deletion[side] else { continue }
             let removals = plan.trash[side]
             try st { try state.recordPendingExpunge(removals.map(\.pairId), on: side) }
-            _ = try await transfer(removals.compactMap { views[side][$0.key] }, on: side, from: names[side], to: trash)
+            _ = try await transfer(trashed[side], on: side, from: names[side], to: trash)
             try st { try state.recordExpunged(removals.map(\.pairId)) }
             report.deleted[side] += removals.count
         }
@@ -344,7 +356,9 @@ struct MailboxSync: Sendable {
     /// source's fetch into the destination's append, journaled per batch.
     private func copy(_ planned: [PlannedCopy], to destination: Side, report: inout MailboxReport) async throws -> Int {
         let source = destination.opposite
-        let copies = planned.filter { options.admits(size: $0.source.size) }
+        // Filtered only when something is too large: a copy of a large
+        // mailbox's plan costs megabytes.
+        let copies = planned.allSatisfy { options.admits(size: $0.source.size) } ? planned : planned.filter { options.admits(size: $0.source.size) }
         if let limit = options.maxMessageSize {
             for copy in planned where !options.admits(size: copy.source.size) {
                 report.notCopied.append(.messageTooLarge(account: account, mailbox: names[destination], side: destination,

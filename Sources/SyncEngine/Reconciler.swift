@@ -205,22 +205,16 @@ public struct Plan: Sendable, Hashable {
 ///    rest stay visible as changes for a later two-way run.
 public enum Reconciler {
     /// The messages each side holds now, by key.
-    public static func currentViews(of input: ReconcileInput) -> Sides<[MessageKey: MessageInfo]> {
+    public static func currentViews(of input: ReconcileInput) -> Sides<MailboxView> {
         Sides { side in currentView(side: side, input: input) }
     }
 
-    static func currentView(side: Side, input: ReconcileInput) -> [MessageKey: MessageInfo] {
-        var view: [MessageKey: MessageInfo] = [:]
-        func normalized(_ info: MessageInfo) -> MessageInfo {
-            var info = info
-            info.flags = FlagMerge.normalized(info.flags)
-            return info
-        }
+    static func currentView(side: Side, input: ReconcileInput) -> MailboxView {
         switch input.listings[side] {
         case .full(let messages):
-            view.reserveCapacity(messages.count)
-            for message in messages { view[message.key] = normalized(message) }
+            return MailboxView(messages)
         case .delta(let changed, let vanished):
+            var view = MailboxView([])
             // A delta is relative to what the state knew; an invalidated side
             // has no usable base (the engine asks for a full listing then).
             if !input.invalidated[side] {
@@ -232,12 +226,13 @@ public enum Reconciler {
             }
             for key in vanished { view[key] = nil }
             for message in changed {
-                var message = normalized(message)
+                var message = message
+                message.flags = FlagMerge.normalized(message.flags)
                 if message.messageId == nil { message.messageId = view[message.key]?.messageId }
                 view[message.key] = message
             }
+            return view
         }
-        return view
     }
 
     /// Builds the plan, or throws `SyncError.massDeletion`.
@@ -254,8 +249,7 @@ public enum Reconciler {
             }
         }
         let unpaired = Sides<[MessageInfo]> { side in
-            views[side].values
-                .filter { !knownKeys[side].contains($0.key) && !input.ignoredKeys[side].contains($0.key) }
+            views[side].messages(where: { !knownKeys[side].contains($0.key) && !input.ignoredKeys[side].contains($0.key) })
                 .sorted { $0.key < $1.key }
         }
 
@@ -347,7 +341,7 @@ public enum Reconciler {
         }
 
         // First sync of a mailbox present on both sides: pair equal messages.
-        for far in index.far.remaining() {
+        for far in index.near.isEmpty ? [] : index.far.remaining() {
             guard let near = index.near.take(matching: far) else { continue }
             _ = index.far.take(key: far.key)
             let messages = Sides(far: far, near: near)
@@ -392,54 +386,140 @@ private struct FlagGroupKey: Hashable {
     var remove: MessageFlags
 }
 
+/// The messages one side holds now, by key. A full listing's array is used
+/// as it is, with positions by key beside it, rather than copied into a
+/// dictionary of messages: a large mailbox's view costs its positions only.
+public struct MailboxView: Sendable {
+    private var storage: [MessageInfo]
+    private var positions: [MessageKey: Int]
+
+    /// `messages` with their flags normalized (`FlagMerge.normalized`); a
+    /// key listed twice keeps its last entry.
+    init(_ messages: [MessageInfo]) {
+        storage = messages
+        positions = Dictionary(minimumCapacity: messages.count)
+        for (position, message) in messages.enumerated() {
+            positions[message.key] = position
+            let flags = FlagMerge.normalized(message.flags)
+            if flags != message.flags { storage[position].flags = flags }
+        }
+    }
+
+    public var count: Int { positions.count }
+
+    public subscript(key: MessageKey) -> MessageInfo? {
+        get { positions[key].map { storage[$0] } }
+        set {
+            if let newValue {
+                if let position = positions[key] {
+                    storage[position] = newValue
+                } else {
+                    positions[key] = storage.count
+                    storage.append(newValue)
+                }
+            } else {
+                // The entry stays in `storage`, unreachable.
+                positions[key] = nil
+            }
+        }
+    }
+
+    /// The messages held that satisfy `isIncluded`, in no particular order.
+    public func messages(where isIncluded: (MessageInfo) -> Bool) -> [MessageInfo] {
+        if storage.count == positions.count {
+            return storage.filter(isIncluded)
+        }
+        return positions.values.lazy.map { storage[$0] }.filter(isIncluded)
+    }
+}
+
 /// Unpaired messages of one side, looked up by identity.
 ///
 /// Identity is Message-ID + size, and the internal date when both messages
 /// have one. A message without a Message-ID is never matched: without it two
 /// different messages of equal size could be merged, losing one.
+///
+/// Most indexes are never searched (a first download has nothing unpaired on
+/// the other side), so the lookup tables are built at the first search, and
+/// the messages stay in the array they came in.
 struct IdentityIndex {
     private struct Identity: Hashable {
         var messageId: String
         var size: Int64
     }
 
-    private var messages: [MessageKey: MessageInfo] = [:]
-    private var byIdentity: [Identity: [MessageKey]] = [:]
+    private var list: [MessageInfo]
+    private var taken: [Bool]
+    private var left: Int
+    /// Whether `list` is in key order (no `insert` since `init`).
+    private var inKeyOrder = true
+    private var byIdentity: [Identity: [Int]]?
+    private var byKey: [MessageKey: Int]?
 
+    /// `list` holds each key once; it is usually sorted by key already.
     init(_ list: [MessageInfo]) {
-        for message in list { insert(message) }
+        self.list = list
+        taken = Array(repeating: false, count: list.count)
+        left = list.count
+        inKeyOrder = zip(list, list.dropFirst()).allSatisfy { $0.key < $1.key }
     }
+
+    var isEmpty: Bool { left == 0 }
 
     mutating func insert(_ message: MessageInfo) {
-        messages[message.key] = message
-        if let id = message.messageId {
-            byIdentity[Identity(messageId: id, size: message.size), default: []].append(message.key)
+        let position = list.count
+        list.append(message)
+        taken.append(false)
+        left += 1
+        inKeyOrder = false
+        if let id = message.messageId, byIdentity != nil {
+            byIdentity![Identity(messageId: id, size: message.size), default: []].append(position)
         }
+        byKey?[message.key] = position
     }
 
-    /// Removes and returns the first message with the same identity.
+    /// Removes and returns the first message, in key order, with the same
+    /// identity.
     mutating func take(matching probe: MessageInfo) -> MessageInfo? {
         guard let id = probe.messageId else { return nil }
-        let identity = Identity(messageId: id, size: probe.size)
-        guard let keys = byIdentity[identity] else { return nil }
-        for key in keys.sorted() {
-            guard let candidate = messages[key] else { continue }
-            if let a = candidate.internalDate, let b = probe.internalDate, a != b { continue }
-            return take(key: key)
+        if byIdentity == nil {
+            var table: [Identity: [Int]] = [:]
+            for (position, message) in list.enumerated() where !taken[position] {
+                if let id = message.messageId { table[Identity(messageId: id, size: message.size), default: []].append(position) }
+            }
+            byIdentity = table
         }
-        return nil
+        guard let positions = byIdentity![Identity(messageId: id, size: probe.size)] else { return nil }
+        let fitting = positions.filter { position in
+            guard !taken[position] else { return false }
+            if let a = list[position].internalDate, let b = probe.internalDate, a != b { return false }
+            return true
+        }
+        guard let first = fitting.min(by: { list[$0].key < list[$1].key }) else { return nil }
+        return take(at: first)
     }
 
     @discardableResult
     mutating func take(key: MessageKey) -> MessageInfo? {
-        guard let message = messages.removeValue(forKey: key) else { return nil }
-        if let id = message.messageId {
-            byIdentity[Identity(messageId: id, size: message.size)]?.removeAll { $0 == key }
+        if byKey == nil {
+            var table: [MessageKey: Int] = [:]
+            for position in list.indices where !taken[position] { table[list[position].key] = position }
+            byKey = table
         }
-        return message
+        guard let position = byKey![key], !taken[position] else { return nil }
+        return take(at: position)
     }
 
+    private mutating func take(at position: Int) -> MessageInfo {
+        taken[position] = true
+        left -= 1
+        return list[position]
+    }
+
+    /// What is left, in key order.
     func remaining() -> [MessageInfo] {
-        messages.values.sorted { $0.key < $1.key }
+        if left == list.count && inKeyOrder { return list }
+        let rest = list.indices.filter { !taken[$0] }.map { list[$0] }
+        return inKeyOrder ? rest : rest.sorted { $0.key < $1.key }
     }
 }

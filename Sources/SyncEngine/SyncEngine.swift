@@ -132,18 +132,17 @@ public actor SyncEngine {
         }) { work, stores, engine in
             await engine.load(work, stores: stores)
         }
-        for (index, outcome) in zip(changed, loaded) { loads[index] = outcome }
+        for (index, outcome) in zip(changed, consume loaded) { loads[index] = outcome }
         logger.debug("loaded changed mailboxes", metadata: [
             "ferrymail.changed": "\(changed.count)", "ferrymail.mailboxes": "\(workers.count)", "ferrymail.elapsed": "\(elapsed())"])
 
         // Phase 3: moves across mailboxes.
-        let movable = loads.enumerated().compactMap { index, outcome -> (Int, LoadedMailbox)? in
-            if case .loaded(let loaded) = outcome { return (index, loaded) }
-            return nil
-        }
         let detector = MoveDetector(capabilities: Sides(far: await pool.capabilities(.far), near: await pool.capabilities(.near)),
                                     writable: options.direction.writable)
-        let moves = detector.detect(movable.map { MoveDetector.Mailbox(index: $0.0, loaded: $0.1) })
+        let moves = detector.detect(loads.enumerated().compactMap { index, outcome -> MoveDetector.Mailbox? in
+            if case .loaded(let loaded) = outcome { return MoveDetector.Mailbox(index: index, loaded: loaded) }
+            return nil
+        })
         var ignoredPairs: [Int: Set<Int64>] = [:]
         var ignoredKeys: [Int: Sides<Set<MessageKey>>] = [:]
         if !moves.isEmpty {
@@ -183,15 +182,18 @@ public actor SyncEngine {
             folders.trash.far == work.record.farName || folders.trash.near == work.record.nearName
         }
         let items = workers.indices.map { index in
-            PropagateItem(work: workers[index], outcome: loads[index], ignoredPairs: ignoredPairs[index] ?? [],
-                          ignoredKeys: ignoredKeys[index] ?? Sides(far: [], near: []))
+            PropagateItem(work: workers[index], index: index, skipped: loads[index].isSkipped,
+                          ignoredPairs: ignoredPairs[index] ?? [], ignoredKeys: ignoredKeys[index] ?? Sides(far: [], near: []))
         }
+        // Each loaded mailbox now has one owner, the worker that propagates
+        // it, which lets go of its listing once the plan is made.
+        let shelf = LoadShelf(consume loads)
         func propagateAll(_ items: [PropagateItem], reload: Bool) async -> [MailboxReport] {
             // Skipped mailboxes need no handle unless they are reloaded.
             var reports = [MailboxReport?](repeating: nil, count: items.count)
             var active: [Int] = []
             for (index, item) in items.enumerated() {
-                if case .skipped = item.outcome, !reload {
+                if item.skipped, !reload {
                     var report = MailboxReport(farName: item.work.record.farName, nearName: item.work.record.nearName)
                     report.skipped = true
                     reports[index] = report
@@ -204,11 +206,11 @@ public actor SyncEngine {
                 report.error = self.connectionError(item.work, error)
                 return report
             }) { item, stores, engine in
-                var outcome = item.outcome
+                var outcome = await shelf.take(item.index)
                 if reload, !outcome.isFailure {
                     outcome = await engine.load(item.work, stores: stores)
                 }
-                return await engine.propagate(item.work, outcome: outcome, stores: stores,
+                return await engine.propagate(item.work, outcome: consume outcome, stores: stores,
                                               ignoredPairs: item.ignoredPairs, ignoredKeys: item.ignoredKeys)
             }
             for (index, report) in zip(active, propagated) { reports[index] = report }
@@ -242,6 +244,11 @@ public actor SyncEngine {
 
         var isFailure: Bool {
             if case .failed = self { return true }
+            return false
+        }
+
+        var isSkipped: Bool {
+            if case .skipped = self { return true }
             return false
         }
     }
@@ -283,11 +290,11 @@ public actor SyncEngine {
         return record.lastSyncAt != nil && farMark.provesUnchanged(farStatus) && nearMark.provesUnchanged(nearStatus)
     }
 
-    private func propagate(_ work: MailboxWork, outcome: LoadOutcome, stores: Sides<any MailStore>,
+    private func propagate(_ work: MailboxWork, outcome: consuming LoadOutcome, stores: Sides<any MailStore>,
                            ignoredPairs: Set<Int64>, ignoredKeys: Sides<Set<MessageKey>>) async -> MailboxReport {
         var report = MailboxReport(farName: work.record.farName, nearName: work.record.nearName)
         let loaded: LoadedMailbox
-        switch outcome {
+        switch consume outcome {
         case .skipped:
             report.skipped = true
             return report
@@ -314,7 +321,7 @@ public actor SyncEngine {
                 report.deleted = Sides { plan.removals[$0].count + plan.trash[$0].count }
                 return report
             }
-            try await sync.execute(plan, loaded: loaded, report: &report)
+            try await sync.execute(plan, loaded: consume loaded, report: &report)
         } catch let error as SyncError {
             report.error = error
         } catch {
@@ -424,9 +431,25 @@ public struct PlannedTransfers: Sendable, Hashable {
 
 struct PropagateItem: Sendable {
     var work: MailboxWork
-    var outcome: SyncEngine.LoadOutcome
+    /// Where the mailbox's load outcome waits on the `LoadShelf`.
+    var index: Int
+    var skipped: Bool
     var ignoredPairs: Set<Int64>
     var ignoredKeys: Sides<Set<MessageKey>>
+}
+
+/// The load outcomes between loading and propagating, each taken exactly
+/// once by the worker that propagates its mailbox, so that no array of
+/// items keeps every mailbox's listing alive until the whole run ends.
+actor LoadShelf {
+    private var outcomes: [SyncEngine.LoadOutcome?]
+
+    init(_ outcomes: [SyncEngine.LoadOutcome]) { self.outcomes = outcomes }
+
+    func take(_ index: Int) -> SyncEngine.LoadOutcome {
+        defer { outcomes[index] = nil }
+        return outcomes[index] ?? .skipped
+    }
 }
 
 /// One mailbox pair to sync.

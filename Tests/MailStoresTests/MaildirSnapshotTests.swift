@@ -34,6 +34,25 @@ struct MaildirSnapshotTests {
         return try #require(files.first { $0.hasPrefix(base + ":") })
     }
 
+    @Test("file names are kept by base name and read back whole, even one that does not start with its base name")
+    func folderFilesKeepWholeNames() {
+        var files = FolderFiles()
+        files["1795790911.M338573P16185Q1875.vm,S=60005"] = "1795790911.M338573P16185Q1875.vm,S=60005:2,FS"
+        files["plain"] = "plain"
+        files["odd"] = "elsewhere:2,S"
+        #expect(files["1795790911.M338573P16185Q1875.vm,S=60005"] == "1795790911.M338573P16185Q1875.vm,S=60005:2,FS")
+        #expect(files["plain"] == "plain")
+        #expect(files["odd"] == "elsewhere:2,S")
+        #expect(files.holds(base: "1795790911.M338573P16185Q1875.vm,S=60005", fileName: "1795790911.M338573P16185Q1875.vm,S=60005:2,FS"))
+        #expect(!files.holds(base: "1795790911.M338573P16185Q1875.vm,S=60005", fileName: "1795790911.M338573P16185Q1875.vm,S=60005:2,S"))
+        #expect(!files.holds(base: "plain", fileName: "plain:2,"))
+        #expect(files.holds(base: "odd", fileName: "elsewhere:2,S"))
+        #expect(!files.holds(base: "missing", fileName: "missing"))
+        #expect(files.count == 3 && files.contains("odd"))
+        files["odd"] = nil
+        #expect(files.count == 2 && !files.contains("odd") && files.baseNames.sorted() == ["1795790911.M338573P16185Q1875.vm,S=60005", "plain"])
+    }
+
     @Test("a folder changed only by this store settles to a new token, and that token then lists as unchanged")
     func ownChangesSettle() async throws {
         let (store, directory, keys) = try await storeWithOwnChanges()
