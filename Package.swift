@@ -33,6 +33,8 @@ let package = Package(
         // BoringSSL; swift-crypto would compile a second one on every CI run.
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto"),
         .target(name: "Digest", dependencies: ["CLibCrypto"]),
+        // glibc's mallopt and malloc_trim (see MemoryTuning in the executable).
+        .systemLibrary(name: "CMalloc"),
         .target(
             name: "IMAPClient",
             dependencies: [
@@ -94,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "ferrymail",
             dependencies: [
-                "IMAPClient", "Maildir", "SyncState", "Configuration", "SyncEngine", "MailStores", "Archive", "Service",
+                "IMAPClient", "Maildir", "SyncState", "Configuration", "SyncEngine", "MailStores", "Archive", "Service", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -233,11 +233,7 @@ public actor IMAPStore: MailStore {
             try await self.ensureSelected(mailbox, connection)
             let collector = HeaderCollector()
             _ = try await connection.uidFetch(set, items: [.uid, .headerFields(["MESSAGE-ID"])], sink: collector)
-            var result: [MessageKey: String] = [:]
-            for (uid, header) in await collector.headers {
-                if let id = HeaderFields.value(of: "Message-ID", in: header) { result[.uid(uid)] = id }
-            }
-            return result
+            return await collector.messageIds
         }
     }
 
@@ -472,24 +468,26 @@ struct SinkBridge: FetchSink {
     }
 }
 
-/// Collects the small `HEADER.FIELDS (MESSAGE-ID)` sections per UID. The
-/// UID is taken from `bodyBegin` (it is requested before the section, so it
-/// precedes it), not from `messageFinished`, whose metadata currently lags
-/// one message behind in the client.
+/// Collects the Message-IDs of `HEADER.FIELDS (MESSAGE-ID)` sections per
+/// UID, each read as its section ends, so that only the IDs are held, not
+/// every section's bytes until the last one arrives. The UID is taken from
+/// `bodyBegin` (it is requested before the section, so it precedes it), not
+/// from `messageFinished`, whose metadata currently lags one message behind
+/// in the client.
 actor HeaderCollector: FetchSink {
-    private(set) var headers: [UInt32: [UInt8]] = [:]
+    private(set) var messageIds: [MessageKey: String] = [:]
     private var current: [UInt8] = []
     private var uid: UInt32?
 
     func bodyBegin(message: FetchedMessage, section: BodySection, size: UInt64) async throws {
         uid = message.uid
-        current = []
+        current.removeAll(keepingCapacity: true)
     }
-    func bodyBytes(_ bytes: ByteBuffer) async throws { current += Array(bytes.readableBytesView) }
+    func bodyBytes(_ bytes: ByteBuffer) async throws { current += bytes.readableBytesView }
     func bodyEnd() async throws {
-        if let uid { headers[uid] = current }
+        if let uid, let id = HeaderFields.value(of: "Message-ID", in: current) { messageIds[.uid(uid)] = id }
         uid = nil
-        current = []
+        current.removeAll(keepingCapacity: true)
     }
 }
 

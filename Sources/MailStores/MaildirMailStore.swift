@@ -194,13 +194,15 @@ public actor MaildirMailStore: MailStore {
             try await Task.sleep(for: .seconds(wait))
         }
         return try run(mailbox, "reading folder status") {
-            let scan = try folder.scan()
-            token = scan.token
             // Read again after the wait: other workers' own changes to this
             // folder (a move into it) are in the snapshot too.
-            guard token.isSettled, exact.contains(mailbox), let expected = hints[mailbox],
-                  scan.entries.count == expected.count,
-                  scan.entries.allSatisfy({ expected.holds(base: $0.baseName, fileName: $0.fileName) }) else { return nil }
+            guard exact.contains(mailbox), let expected = hints[mailbox] else { return nil }
+            var count = 0, matching = true
+            token = try folder.forEachMessageFileName { fileName, baseEnd in
+                count += 1
+                if matching && !expected.holds(base: String(fileName[..<baseEnd]), fileName: fileName) { matching = false }
+            }
+            guard token.isSettled, matching, count == expected.count else { return nil }
             let text = Self.text(token)
             snapshots[mailbox] = (text, expected)
             return MailboxStatus(scanToken: text)

@@ -291,6 +291,24 @@ public final class MaildirFolder: Sendable {
         return ScanResult(entries: entries, issues: issueList, token: token)
     }
 
+    /// Calls `body` with each file name in `new/` and `cur/` that `scan()`
+    /// would list as a message, and the end of its base name, without
+    /// building entries: checking a folder of 100,000 messages against what
+    /// is expected then holds no array of them. Unlike `scan()` it reports no
+    /// issues and passes on a second file with the same base name. Returns
+    /// the token taken before reading.
+    public func forEachMessageFileName(_ body: (_ fileName: String, _ baseEnd: String.Index) -> Void) throws -> ScanToken {
+        let token = try scanToken()
+        for sub in [MaildirSubdirectory.new, .cur] {
+            try handle(sub).forEachEntry { rawName, type in
+                guard type == UInt8(DT_REG) || type == UInt8(DT_UNKNOWN), let fileName = String(validatingCString: rawName),
+                      case .message(let parsed) = MaildirFileName.parse(fileName, inNew: sub == .new) else { return }
+                body(fileName, parsed.baseEnd)
+            }
+        }
+        return token
+    }
+
     // MARK: Finding a message
 
     private func validate(baseName: String) throws {

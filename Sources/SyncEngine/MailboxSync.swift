@@ -103,11 +103,11 @@ struct MailboxSync: Sendable {
             records = try st { try state.pairs(in: mailboxId) }
         }
         let pairs = records.filter { !$0.status.isPendingCopy }.map(columns.statePair)
-        var loaded = LoadedMailbox(record: record, statuses: statuses, listings: listings, pairs: pairs, unloadedPairs: unloaded,
+        var loaded = LoadedMailbox(record: record, statuses: statuses, listings: consume listings, pairs: pairs, unloadedPairs: unloaded,
                                    invalidated: changed)
         for side in Side.allCases {
             let known = changed[side] ? [] : Set(pairs.compactMap { $0.keys[side] })
-            loaded.listings[side] = try await withMessageIds(listings[side], excluding: known, on: side)
+            try await withMessageIds(&loaded.listings[side], excluding: known, on: side)
         }
         return loaded
     }
@@ -157,23 +157,28 @@ struct MailboxSync: Sendable {
     }
 
     /// Message-IDs are fetched lazily: only for messages the state does not
-    /// know, which are the only ones ever matched by identity.
-    private func withMessageIds(_ listing: MessageListing, excluding known: Set<MessageKey>, on side: Side) async throws -> MessageListing {
-        func fill(_ messages: [MessageInfo]) async throws -> [MessageInfo] {
+    /// know, which are the only ones ever matched by identity. Filled in
+    /// place: a copy of a large listing would cost megabytes.
+    private func withMessageIds(_ listing: inout MessageListing, excluding known: Set<MessageKey>, on side: Side) async throws {
+        func fill(_ messages: inout [MessageInfo]) async throws {
             let wanted = messages.filter { $0.messageId == nil && !known.contains($0.key) }.map(\.key)
-            guard !wanted.isEmpty else { return messages }
+            guard !wanted.isEmpty else { return }
             let ids = try await io(side, "fetching Message-IDs in \(names[side])") {
                 try await stores[side].messageIds(for: wanted, in: names[side])
             }
-            return messages.map { message in
-                var message = message
-                if message.messageId == nil { message.messageId = ids[message.key] }
-                return message
+            for index in messages.indices where messages[index].messageId == nil {
+                if let id = ids[messages[index].key] { messages[index].messageId = id }
             }
         }
         switch listing {
-        case .full(let messages): return .full(try await fill(messages))
-        case let .delta(changed, vanished): return .delta(changed: try await fill(changed), vanished: vanished)
+        case .full(var messages):
+            listing = .full([])
+            try await fill(&messages)
+            listing = .full(messages)
+        case .delta(var changed, let vanished):
+            listing = .full([])
+            try await fill(&changed)
+            listing = .delta(changed: changed, vanished: vanished)
         }
     }
 

@@ -20,14 +20,27 @@ public struct MessageFlags: Hashable, Sendable, Codable, DatabaseValueConvertibl
         // already; checking is much cheaper than trimming, hashing and sorting
         // (tens of thousands of messages per mailbox).
         if Self.isCanonical(names) {
-            self.names = names
+            self.names = Self.shared(names)
             return
         }
         let cleaned = names.compactMap { name -> String? in
             let trimmed = name.trimmingCharacters(in: .whitespaces)
             return trimmed.isEmpty ? nil : trimmed
         }
-        self.names = Array(Set(cleaned)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        self.names = Self.shared(Array(Set(cleaned)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+    }
+
+    /// The sets most messages carry, allocated once: each message's own copy
+    /// of `["\\Seen"]` costs a heap block, 64 bytes a message in every
+    /// listing, view and plan of a large mailbox.
+    private static let common: [[String]] = [
+        ["\\Seen"], ["\\Flagged", "\\Seen"], ["\\Answered", "\\Seen"], ["\\Answered", "\\Flagged", "\\Seen"],
+        ["\\Flagged"], ["\\Answered"], ["\\Deleted", "\\Seen"], ["\\Draft"], ["\\Draft", "\\Seen"],
+    ]
+
+    private static func shared(_ names: [String]) -> [String] {
+        guard names.count == 1 || names.count == 2 || names.count == 3 else { return names }
+        return common.first { $0 == names } ?? names
     }
 
     /// Sorted by bytes, unique, and no name empty or starting or ending with

@@ -74,6 +74,9 @@ struct SyncCommand: AsyncParsableCommand {
         // A live progress line on a terminal; plain log lines otherwise.
         let progress = Dictionary(uniqueKeysWithValues: prepared.map { ($0.0.name, TransferProgress()) })
         let ticker = isatty(STDERR_FILENO) == 1 && !dryRun ? Task { await ProgressLine.run(progress) } : nil
+        MemoryTuning.apply()
+        let trimmer = MemoryTuning.trimming()
+        defer { trimmer.cancel() }
 
         let outcomes = await withTaskGroup(of: (String, Result<SyncReport, any Error>, Duration).self) { group in
             for (account, secret) in prepared {
