@@ -92,6 +92,9 @@ public final class MaildirFolder: Sendable {
     let cur: DirectoryHandle
     let issues: IssueLog
     private let keywordCache = Mutex<(stamp: FileStamp?, table: KeywordTable)>((nil, KeywordTable()))
+    /// Deliveries complete in `tmp/` that the next `publishStaged` makes
+    /// durable and visible.
+    private let staged = Mutex<[StagedDelivery]>([])
 
     /// Absolute path of the folder directory.
     public var path: String { directory.path }
@@ -105,7 +108,61 @@ public final class MaildirFolder: Sendable {
         self.issues = issues
     }
 
+    /// Deliveries staged and never published (the process stopped between
+    /// a delivery and its batch's flush) are not left in `tmp/` for 36 hours:
+    /// the sync state still calls them pending, and the next run copies them
+    /// again.
+    deinit {
+        for delivery in staged.withLock({ $0 }) { _ = unlinkat(tmp.fd, delivery.temporaryName, 0) }
+    }
+
     func handle(_ sub: MaildirSubdirectory) -> DirectoryHandle { sub == .cur ? cur : new }
+
+    func stage(_ delivery: StagedDelivery) {
+        staged.withLock { $0.append(delivery) }
+    }
+
+    /// Deliveries staged and not yet published.
+    public var stagedCount: Int { staged.withLock { $0.count } }
+
+    /// Makes every staged delivery durable, then visible: one `syncfs` of the
+    /// file system (data and inodes of all of them at once; each file's own
+    /// `fsync` where `syncfs` is missing), then each rename into `cur/` or
+    /// `new/`, then `fsync` of both directories. A file thus appears only
+    /// complete and on disk, as with a delivery's own `commit`; a crash
+    /// before the renames leaves only `tmp/` files, which no reader lists.
+    /// Returns how many were published.
+    @discardableResult
+    public func publishStaged() throws -> Int {
+        let batch = staged.withLock { staged -> [StagedDelivery] in
+            defer { staged = [] }
+            return staged
+        }
+        guard !batch.isEmpty else {
+            try syncDirectories()
+            return 0
+        }
+        var published = 0
+        do {
+            try FileSystemSync.sync(tmp, names: batch.map(\.temporaryName))
+            for delivery in batch {
+                let destination = delivery.intoNew ? new : cur
+                let code = NoReplaceRename.rename(from: tmp, delivery.temporaryName, to: destination, delivery.finalName)
+                if code != 0 {
+                    throw MaildirError.systemCall(operation: "rename into \(delivery.intoNew ? "new" : "cur")",
+                                                  path: tmp.child(delivery.temporaryName), errno: code)
+                }
+                published += 1
+            }
+            try syncDirectories()
+        } catch {
+            // The rest are not published: removed, so that nothing of this
+            // batch is left behind in `tmp/`; the caller records none of it.
+            for delivery in batch.dropFirst(published) { _ = unlinkat(tmp.fd, delivery.temporaryName, 0) }
+            throw error
+        }
+        return published
+    }
 
     // MARK: Keywords
 

@@ -154,6 +154,46 @@ public final class MessageDelivery: Sendable {
         }
     }
 
+    /// Completes the file in `tmp/` without making it durable or visible:
+    /// the folder publishes it with everything else staged, at the next
+    /// ``MaildirFolder/publishStaged()``, which makes them durable together
+    /// (one `syncfs` instead of one journal commit per message) before a
+    /// single one of them appears in `cur/` or `new/`. The returned entry is
+    /// what the file will be once published; until then it is not there.
+    public func stage(flags: MessageFlags = .none, internalDate: Date? = nil, toNew: Bool = false) throws -> MaildirEntry {
+        let (fd, size) = try state.withLock { state -> (Int32, Int) in
+            guard !state.finished else { throw MaildirError.deliveryFinished(folder: folder.name) }
+            return (state.fd, state.size)
+        }
+        do {
+            let mask = try folder.keywordMask(for: flags.keywords)
+            let time = makeTimespec(internalDate ?? Date())
+            let times = [time, time]
+            if futimens(fd, times) != 0 { throw MaildirError.systemCall(operation: "futimens", path: temporaryPath, errno: errno) }
+            let base = "\(uniqueName),S=\(size)"
+            let intoNew = toNew && flags == .none
+            let finalName = intoNew ? base : MaildirFileName.fileName(baseName: base, system: flags.system, keywordMask: mask, preserved: [])
+            // From here the folder owns the file: it is published or, if the
+            // folder goes away first, removed.
+            let taken = state.withLock { state -> Bool in
+                guard !state.finished else { return false }
+                state.finished = true
+                state.fd = -1
+                return true
+            }
+            guard taken else { throw MaildirError.deliveryFinished(folder: folder.name) }
+            if close(fd) != 0 && errno != EINTR {
+                _ = unlinkat(folder.tmp.fd, uniqueName, 0)
+                throw MaildirError.systemCall(operation: "close", path: temporaryPath, errno: errno)
+            }
+            folder.stage(StagedDelivery(temporaryName: uniqueName, finalName: finalName, intoNew: intoNew))
+            return MaildirEntry(fileName: finalName, subdirectory: intoNew ? .new : .cur, size: size, flags: flags, preservedInfo: [])
+        } catch let error as MaildirError {
+            abort()
+            throw error
+        }
+    }
+
     /// ``commit(flags:internalDate:toNew:syncDirectory:)`` with system flags
     /// and keywords given separately.
     @discardableResult
@@ -177,4 +217,12 @@ public final class MessageDelivery: Sendable {
         if fd >= 0 { _ = close(fd) }
         _ = unlinkat(folder.tmp.fd, uniqueName, 0)
     }
+}
+
+/// A complete message in `tmp/` waiting for its folder's next
+/// ``MaildirFolder/publishStaged()``.
+struct StagedDelivery: Sendable {
+    var temporaryName: String
+    var finalName: String
+    var intoNew: Bool
 }

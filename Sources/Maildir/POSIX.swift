@@ -134,6 +134,32 @@ final class DirectoryHandle: Sendable {
 /// `renameat2(…, RENAME_NOREPLACE)`, looked up at run time because the Glibc
 /// module map does not import it. Falls back to `link`+`unlink`, which also
 /// refuses to replace, where the file system or kernel lacks the flag.
+/// `syncfs(2)`, looked up at run time like `renameat2` (the Glibc module map
+/// does not import it).
+enum FileSystemSync {
+    private typealias SyncFS = @convention(c) (Int32) -> Int32
+    private static let syncfs: SyncFS? = {
+        guard let symbol = dlsym(nil, "syncfs") else { return nil }
+        return unsafeBitCast(symbol, to: SyncFS.self)
+    }()
+
+    /// Makes the files `names` in `directory` durable: `syncfs` on the file
+    /// system holding it, else an `fsync` of each file.
+    static func sync(_ directory: DirectoryHandle, names: [String]) throws {
+        if let syncfs {
+            if syncfs(directory.fd) == 0 { return }
+            let code = errno
+            if code != ENOSYS { throw MaildirError.systemCall(operation: "syncfs", path: directory.path, errno: code) }
+        }
+        for name in names {
+            let fd = openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            if fd < 0 { throw MaildirError.systemCall(operation: "open", path: directory.child(name), errno: errno) }
+            defer { _ = close(fd) }
+            if fsync(fd) != 0 { throw MaildirError.systemCall(operation: "fsync", path: directory.child(name), errno: errno) }
+        }
+    }
+}
+
 enum NoReplaceRename {
     private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?, UInt32) -> Int32
     private static let renameat2: RenameAt2? = {

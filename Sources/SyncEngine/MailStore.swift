@@ -334,10 +334,12 @@ public protocol MailStore: Sendable {
     func move(_ keys: [MessageKey], from source: String, to destination: String) async throws -> [MessageKey: MessageKey]
     /// Makes every append to `mailbox` finished so far durable. The engine
     /// calls it once per copy batch, before it records the batch's copies as
-    /// complete, so a store can pay for durability (a Maildir's directory
-    /// fsync) once per batch instead of once per message. Deliberately
-    /// without a default: a decorator that forgot to forward it would
-    /// silently give up durability.
+    /// complete, so a store can pay for durability once per batch instead of
+    /// once per message. A store may also hold finished appends back from
+    /// its listings until then: a Maildir publishes a batch's files only
+    /// once all of them are on disk. Deliberately without a default: a
+    /// decorator that forgot to forward it would silently give up
+    /// durability.
     func flush(_ mailbox: String) async throws
     /// The mailbox's status after this store's own changes, when the store
     /// can prove that nothing else changed the mailbox since it was listed;

@@ -499,6 +499,8 @@ struct MailboxSync: Sendable {
                                   cause: "a message was refused: \(refused.value); nothing was expunged")
         }
         let landed = streamed.landed
+        // The copies are durable before the originals go.
+        try await io(side, "flushing \(destination)") { try await store.flush(destination) }
         try await io(side, "EXPUNGE in \(source)") { try await store.expunge(messages.map(\.key), in: source) }
         var result: [MessageKey: MessageKey] = [:]
         for (transferId, key) in landed {

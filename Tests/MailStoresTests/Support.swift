@@ -145,7 +145,8 @@ actor CollectingSink: MessageSink {
 }
 
 extension MailStore {
-    /// Appends one message in chunks of `chunk` bytes.
+    /// Appends one message in chunks of `chunk` bytes, then flushes, as the
+    /// engine does before it relies on an append.
     func append(_ bytes: [UInt8], to mailbox: String, flags: SyncState.MessageFlags = .none, date: Int64? = 1_700_000_000,
                 chunk: Int = 1000) async throws -> MessageKey? {
         let writer = try await beginAppend(to: mailbox, AppendEnvelope(
@@ -156,7 +157,9 @@ extension MailStore {
             try await writer.write(Array(bytes[offset..<end]))
             offset = end
         }
-        return try await writer.finish()
+        let key = try await writer.finish()
+        try await flush(mailbox)
+        return key
     }
 
     func listing(_ mailbox: String) async throws -> [MessageInfo] {

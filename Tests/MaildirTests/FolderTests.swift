@@ -54,6 +54,46 @@ final class CapturedLog: Sendable {
         #expect(scan.issues.isEmpty)
     }
 
+    @Test func stagedDeliveriesAppearOnlyWhenPublishedCompleteAndDated() throws {
+        let dir = try ScratchDirectory()
+        let folder = try MaildirStore(root: dir.path).folder(named: "INBOX", create: true)
+        let date = Date(timeIntervalSince1970: 1_234_567_890)
+        var entries: [MaildirEntry] = []
+        for index in 0..<3 {
+            let delivery = try folder.beginDelivery()
+            try delivery.write(Array("Subject: \(index)\r\n\r\nbody \(index)\r\n".utf8))
+            entries.append(try delivery.stage(flags: index == 0 ? .none : MessageFlags(system: [.seen]), internalDate: date, toNew: index == 0))
+        }
+        // Staged: complete in tmp/, invisible to any reader.
+        #expect(directoryListing(dir.sub("tmp")).count == 3)
+        #expect(directoryListing(dir.sub("cur")).isEmpty && directoryListing(dir.sub("new")).isEmpty)
+        #expect(try folder.scan().entries.isEmpty)
+
+        #expect(try folder.publishStaged() == 3)
+        #expect(directoryListing(dir.sub("tmp")).isEmpty)
+        #expect(directoryListing(dir.sub("new")) == [entries[0].fileName])
+        #expect(directoryListing(dir.sub("cur")).sorted() == [entries[1].fileName, entries[2].fileName].sorted())
+        #expect(try folder.scan().entries.sorted { $0.fileName < $1.fileName } == entries.sorted { $0.fileName < $1.fileName })
+        for (index, entry) in entries.enumerated() {
+            #expect(try readBody(folder, entry.baseName) == "Subject: \(index)\r\n\r\nbody \(index)\r\n")
+            #expect(try folder.openMessage(baseName: entry.baseName).internalDate == date)
+        }
+        #expect(try folder.publishStaged() == 0, "a second publish has nothing left")
+    }
+
+    @Test func stagedDeliveriesNeverPublishedAreRemovedWithTheirFolder() throws {
+        let dir = try ScratchDirectory()
+        do {
+            let folder = try MaildirStore(root: dir.path).folder(named: "INBOX", create: true)
+            let delivery = try folder.beginDelivery()
+            try delivery.write(Array("x".utf8))
+            _ = try delivery.stage()
+            #expect(directoryListing(dir.sub("tmp")).count == 1)
+        }
+        #expect(directoryListing(dir.sub("tmp")).isEmpty)
+        #expect(directoryListing(dir.sub("cur")).isEmpty && directoryListing(dir.sub("new")).isEmpty)
+    }
+
     @Test func unseenMailGoesToNewWithoutInfoAndFlagChangeMovesItToCur() throws {
         let dir = try ScratchDirectory()
         let folder = try MaildirStore(root: dir.path).folder(named: "INBOX", create: true)
