@@ -198,7 +198,7 @@ struct MailboxSync: Sendable {
     /// rows before the first copy: the plan holds what the copies need, and a
     /// large mailbox's listing would otherwise stay in memory through a long
     /// download for nothing.
-    func execute(_ plan: Plan, loaded: consuming LoadedMailbox, report: inout MailboxReport) async throws {
+    func execute(_ plan: consuming Plan, loaded: consuming LoadedMailbox, report: inout MailboxReport) async throws {
         for conflict in plan.conflicts {
             logger.warning("conflicting flag changes on both sides; merged (additions win, removals apply)", metadata: [
                 "ferrymail.mailbox": "\(names.far)", "ferrymail.far.key": "\(conflict.keys.far)", "ferrymail.near.key": "\(conflict.keys.near)",
@@ -254,7 +254,10 @@ struct MailboxSync: Sendable {
         }
 
         for destination in Side.allCases where !plan.copies[destination].isEmpty {
-            report.copied[destination] += try await copy(plan.copies[destination], to: destination, report: &report)
+            // Handed over, so that copy() can let go of what it has done.
+            var planned = plan.copies[destination]
+            plan.copies[destination] = []
+            report.copied[destination] += try await copy(&planned, to: destination, report: &report)
         }
 
         for side in Side.allCases where !plan.flagChanges[side].isEmpty {
@@ -359,20 +362,32 @@ struct MailboxSync: Sendable {
 
     /// Copies new messages to `destination`, streaming each body from the
     /// source's fetch into the destination's append, journaled per batch.
-    private func copy(_ planned: [PlannedCopy], to destination: Side, report: inout MailboxReport) async throws -> Int {
+    ///
+    /// `copies` is the caller's only reference to them, and is emptied as
+    /// they are done.
+    private func copy(_ copies: inout [PlannedCopy], to destination: Side, report: inout MailboxReport) async throws -> Int {
         let source = destination.opposite
-        // Filtered only when something is too large: a copy of a large
-        // mailbox's plan costs megabytes.
-        let copies = planned.allSatisfy { options.admits(size: $0.source.size) } ? planned : planned.filter { options.admits(size: $0.source.size) }
         if let limit = options.maxMessageSize {
-            for copy in planned where !options.admits(size: copy.source.size) {
+            for copy in copies where !options.admits(size: copy.source.size) {
                 report.notCopied.append(.messageTooLarge(account: account, mailbox: names[destination], side: destination,
                                                          message: copy.source.messageId ?? "\(copy.source.key)", size: copy.source.size, limit: limit))
             }
         }
+        // Filtered only when something is too large: a copy of a large
+        // mailbox's plan costs megabytes.
+        if !copies.allSatisfy({ options.admits(size: $0.source.size) }) {
+            copies = copies.filter { options.admits(size: $0.source.size) }
+        }
+        defer { copies = [] }
         var copied = 0
         var start = 0
         while start < copies.count {
+            // What is done is let go of, a half at a time: the plan of a large
+            // first download would otherwise stay whole until its last copy.
+            if start >= 2_048 && start * 2 >= copies.count {
+                copies = Array(copies[start...])
+                start = 0
+            }
             var end = start + 1, bytes = copies[start].source.size
             while end < copies.count, end - start < options.copyBatchSize, bytes + copies[end].source.size <= options.copyBatchBytes {
                 bytes += copies[end].source.size

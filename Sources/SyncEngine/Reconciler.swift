@@ -249,8 +249,11 @@ public enum Reconciler {
             }
         }
         let unpaired = Sides<[MessageInfo]> { side in
-            views[side].messages(where: { !knownKeys[side].contains($0.key) && !input.ignoredKeys[side].contains($0.key) })
-                .sorted { $0.key < $1.key }
+            var messages = views[side].messages(where: { !knownKeys[side].contains($0.key) && !input.ignoredKeys[side].contains($0.key) })
+            // Listings usually come in key order (UIDs ascending): a sorted
+            // copy of a first download's listing would cost megabytes.
+            if !zip(messages, messages.dropFirst()).allSatisfy({ $0.key < $1.key }) { messages.sort { $0.key < $1.key } }
+            return messages
         }
 
         /// Merges one message's flags and queues the updates each side needs.
@@ -427,7 +430,8 @@ public struct MailboxView: Sendable {
     /// The messages held that satisfy `isIncluded`, in no particular order.
     public func messages(where isIncluded: (MessageInfo) -> Bool) -> [MessageInfo] {
         if storage.count == positions.count {
-            return storage.filter(isIncluded)
+            // All of them (a first download): the listing itself, not a copy.
+            return storage.allSatisfy(isIncluded) ? storage : storage.filter(isIncluded)
         }
         return positions.values.lazy.map { storage[$0] }.filter(isIncluded)
     }

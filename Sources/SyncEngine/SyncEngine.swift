@@ -321,7 +321,7 @@ public actor SyncEngine {
                 report.deleted = Sides { plan.removals[$0].count + plan.trash[$0].count }
                 return report
             }
-            try await sync.execute(plan, loaded: consume loaded, report: &report)
+            try await sync.execute(consume plan, loaded: consume loaded, report: &report)
         } catch let error as SyncError {
             report.error = error
         } catch {
