@@ -159,10 +159,8 @@ public actor MaildirMailStore: MailStore {
                     names[base] = entry.fileName
                     continue
                 }
-                let path = folder.path + "/" + entry.relativePath
-                var st = stat()
                 let size: Int64, date: Int64?
-                if lstat(path, &st) == 0 {
+                if let st = folder.fileStatus(of: entry) {
                     (size, date) = (Int64(entry.size ?? Int(st.st_size)), Int64(st.st_mtim.tv_sec))
                 } else {
                     // Renamed (a mail reader's flag change) or removed since the

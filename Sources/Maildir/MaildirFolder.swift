@@ -122,6 +122,12 @@ public final class MaildirFolder: Sendable {
         staged.withLock { $0.append(delivery) }
     }
 
+    /// `lstat` of a scanned file, relative to its directory: a listing of
+    /// 100,000 files then resolves one name each instead of a whole path.
+    public func fileStatus(of entry: MaildirEntry) -> stat? {
+        handle(entry.subdirectory).lstat(entry.fileName)
+    }
+
     /// Deliveries staged and not yet published.
     public var stagedCount: Int { staged.withLock { $0.count } }
 

@@ -94,15 +94,21 @@ struct MailboxSync: Sendable {
         // Two deltas touch a few messages of what may be a large mailbox: only
         // the rows they mention are read (and counted for the mass-deletion
         // guard), not every row.
-        let records: [MessagePairRecord]
+        var pairs: [StatePair] = []
         var unloaded = 0
         if case .delta = listings.far, case .delta = listings.near {
-            records = try rows(mentioning: listings.map(\.keys))
+            let records = try rows(mentioning: listings.map(\.keys))
             unloaded = try st { try state.pairCount(in: mailboxId) } - records.count
+            pairs = records.filter { !$0.status.isPendingCopy }.map(columns.statePair)
         } else {
-            records = try st { try state.pairs(in: mailboxId) }
+            // Row by row: a large mailbox's rows are not held twice.
+            let columns = self.columns
+            try st {
+                try state.forEachPair(in: mailboxId) { record in
+                    if !record.status.isPendingCopy { pairs.append(columns.statePair(record)) }
+                }
+            }
         }
-        let pairs = records.filter { !$0.status.isPendingCopy }.map(columns.statePair)
         var loaded = LoadedMailbox(record: record, statuses: statuses, listings: consume listings, pairs: pairs, unloadedPairs: unloaded,
                                    invalidated: changed)
         for side in Side.allCases {

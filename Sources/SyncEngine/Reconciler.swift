@@ -214,24 +214,9 @@ public enum Reconciler {
         case .full(let messages):
             return MailboxView(messages)
         case .delta(let changed, let vanished):
-            var view = MailboxView([])
             // A delta is relative to what the state knew; an invalidated side
             // has no usable base (the engine asks for a full listing then).
-            if !input.invalidated[side] {
-                for pair in input.pairs {
-                    guard let key = pair.keys[side] else { continue }
-                    view[key] = MessageInfo(key: key, flags: pair.flags, size: pair.size,
-                                            internalDate: pair.internalDate, messageId: pair.messageId)
-                }
-            }
-            for key in vanished { view[key] = nil }
-            for message in changed {
-                var message = message
-                message.flags = FlagMerge.normalized(message.flags)
-                if message.messageId == nil { message.messageId = view[message.key]?.messageId }
-                view[message.key] = message
-            }
-            return view
+            return MailboxView(pairs: input.invalidated[side] ? [] : input.pairs, side: side, vanished: vanished, changed: changed)
         }
     }
 
@@ -241,15 +226,11 @@ public enum Reconciler {
         var plan = Plan()
         var flagUpdates = Sides<[MessageKey: (add: MessageFlags, remove: MessageFlags)]>(far: [:], near: [:])
 
-        // Keys the state accounts for, per side; the rest of a view is new.
-        var knownKeys = Sides<Set<MessageKey>>(far: [], near: [])
-        for pair in input.pairs {
-            for side in Side.allCases where !input.invalidated[side] {
-                if let key = pair.keys[side] { knownKeys[side].insert(key) }
-            }
-        }
+        // What the state does not account for is new; an invalidated side's
+        // stored keys account for nothing.
         let unpaired = Sides<[MessageInfo]> { side in
-            var messages = views[side].messages(where: { !knownKeys[side].contains($0.key) && !input.ignoredKeys[side].contains($0.key) })
+            var messages = views[side].unpaired(by: input.invalidated[side] ? [] : input.pairs, on: side)
+            if !input.ignoredKeys[side].isEmpty { messages.removeAll { input.ignoredKeys[side].contains($0.key) } }
             // Listings usually come in key order (UIDs ascending): a sorted
             // copy of a first download's listing would cost megabytes.
             if !zip(messages, messages.dropFirst()).allSatisfy({ $0.key < $1.key }) { messages.sort { $0.key < $1.key } }
@@ -391,10 +372,19 @@ private struct FlagGroupKey: Hashable {
 
 /// The messages one side holds now, by key. A full listing's array is used
 /// as it is, with positions by key beside it, rather than copied into a
-/// dictionary of messages: a large mailbox's view costs its positions only.
+/// dictionary of messages; a delta is read through to the state's pairs
+/// instead of copying them: a large mailbox's view costs its positions only.
 public struct MailboxView: Sendable {
+    /// A full listing, or a delta's changed messages.
     private var storage: [MessageInfo]
     private var positions: [MessageKey: Int]
+    /// A delta's base: the state's pairs, by their key on this side (the
+    /// last pair holding a key wins), less the keys that vanished.
+    private var pairs: [StatePair] = []
+    private var pairPositions: [MessageKey: Int] = [:]
+    private var vanished: Set<MessageKey> = []
+    private var side: Side = .far
+    public private(set) var count: Int
 
     /// `messages` with their flags normalized (`FlagMerge.normalized`); a
     /// key listed twice keeps its last entry.
@@ -406,34 +396,99 @@ public struct MailboxView: Sendable {
             let flags = FlagMerge.normalized(message.flags)
             if flags != message.flags { storage[position].flags = flags }
         }
+        count = positions.count
     }
 
-    public var count: Int { positions.count }
-
-    public subscript(key: MessageKey) -> MessageInfo? {
-        get { positions[key].map { storage[$0] } }
-        set {
-            if let newValue {
-                if let position = positions[key] {
-                    storage[position] = newValue
-                } else {
-                    positions[key] = storage.count
-                    storage.append(newValue)
-                }
+    /// What a delta says the side holds: the pairs' messages, without the
+    /// vanished keys, with the changed messages (flags normalized, the
+    /// state's Message-ID kept where the listing had none) over them.
+    init(pairs: [StatePair], side: Side, vanished: [MessageKey], changed: [MessageInfo]) {
+        self.pairs = pairs
+        self.side = side
+        self.vanished = Set(vanished)
+        for (index, pair) in pairs.enumerated() {
+            if let key = pair.keys[side] { pairPositions[key] = index }
+        }
+        storage = []
+        positions = [:]
+        count = 0
+        for message in changed {
+            var message = message
+            message.flags = FlagMerge.normalized(message.flags)
+            if message.messageId == nil { message.messageId = self[message.key]?.messageId }
+            if let position = positions[message.key] {
+                storage[position] = message
             } else {
-                // The entry stays in `storage`, unreachable.
-                positions[key] = nil
+                positions[message.key] = storage.count
+                storage.append(message)
             }
         }
+        count = positions.count + pairPositions.keys.reduce(0) { $0 + (isBase($1) ? 1 : 0) }
+    }
+
+    /// A pair's key that shows through: not vanished, not changed.
+    private func isBase(_ key: MessageKey) -> Bool {
+        positions[key] == nil && !vanished.contains(key)
+    }
+
+    private func message(of pair: StatePair, key: MessageKey) -> MessageInfo {
+        MessageInfo(key: key, flags: pair.flags, size: pair.size, internalDate: pair.internalDate, messageId: pair.messageId)
+    }
+
+    public subscript(key: MessageKey) -> MessageInfo? {
+        if let position = positions[key] { return storage[position] }
+        guard !vanished.contains(key), let index = pairPositions[key] else { return nil }
+        return message(of: pairs[index], key: key)
+    }
+
+    /// The messages held whose key no pair holds on `side`, in no
+    /// particular order. Found by marking what the pairs hold rather than by
+    /// a set of their keys, which for a large mailbox costs megabytes.
+    func unpaired(by pairs: [StatePair], on side: Side) -> [MessageInfo] {
+        var held = [Bool](repeating: false, count: storage.count)
+        var heldCount = 0
+        for pair in pairs {
+            if let key = pair.keys[side], let position = positions[key], !held[position] {
+                held[position] = true
+                heldCount += 1
+            }
+        }
+        var result: [MessageInfo]
+        if heldCount == 0 && storage.count == positions.count {
+            // Nothing paired (a first download): the listing itself.
+            result = storage
+        } else {
+            result = []
+            for position in positions.values where !held[position] { result.append(storage[position]) }
+        }
+        // A delta's base messages are those of the pairs it was built on,
+        // usually the very pairs asked about; any other is unpaired too.
+        if !pairPositions.isEmpty {
+            var baseHeld = [Bool](repeating: false, count: self.pairs.count)
+            for pair in pairs {
+                if let key = pair.keys[side], let index = pairPositions[key] { baseHeld[index] = true }
+            }
+            for (key, index) in pairPositions where !baseHeld[index] && isBase(key) {
+                result.append(message(of: self.pairs[index], key: key))
+            }
+        }
+        return result
     }
 
     /// The messages held that satisfy `isIncluded`, in no particular order.
     public func messages(where isIncluded: (MessageInfo) -> Bool) -> [MessageInfo] {
+        var result: [MessageInfo]
         if storage.count == positions.count {
             // All of them (a first download): the listing itself, not a copy.
-            return storage.allSatisfy(isIncluded) ? storage : storage.filter(isIncluded)
+            result = storage.allSatisfy(isIncluded) ? storage : storage.filter(isIncluded)
+        } else {
+            result = positions.values.lazy.map { storage[$0] }.filter(isIncluded)
         }
-        return positions.values.lazy.map { storage[$0] }.filter(isIncluded)
+        for (key, index) in pairPositions where isBase(key) {
+            let message = message(of: pairs[index], key: key)
+            if isIncluded(message) { result.append(message) }
+        }
+        return result
     }
 }
 

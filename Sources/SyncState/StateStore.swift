@@ -329,6 +329,18 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// `pairs(in:)` one row at a time, in the same order, so that a caller
+    /// turning rows into its own form never holds all of them twice.
+    public func forEachPair(in mailbox: Int64, _ body: (MessagePairRecord) -> Void) throws(StateError) {
+        try read { db in
+            let cursor = try MessagePairRecord
+                .filter(MessagePairRecord.Columns.mailboxPairId == mailbox)
+                .order(MessagePairRecord.Columns.farUid, MessagePairRecord.Columns.nearName)
+                .fetchCursor(db)
+            while let record = try cursor.next() { body(record) }
+        }
+    }
+
     /// The rows a run needs when both sides listed only their changes: those
     /// holding one of these keys, and every row missing a key or unfinished,
     /// which the reconciler must always see. Ordered as `pairs(in:)`. For a

@@ -34,6 +34,20 @@ struct MaildirSnapshotTests {
         return try #require(files.first { $0.hasPrefix(base + ":") })
     }
 
+    @Test("a Maildir listing's flags are already in the engine's canonical form, so views share the listing")
+    func listedFlagsAreCanonical() async throws {
+        let directory = try TemporaryDirectory(prefix: "ferrymail-canonical")
+        defer { directory.remove() }
+        let store = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
+        try await store.createMailbox("INBOX", role: nil)
+        for flags: SyncState.MessageFlags in [.none, ["\\Seen"], ["\\Deleted", "\\Flagged"], ["$Work", "\\Answered", "\\Draft", "\\Seen"]] {
+            _ = try await store.append(message(flags.names.count), to: "INBOX", flags: flags)
+        }
+        let listed = try await store.listing("INBOX")
+        #expect(listed.count == 4)
+        for message in listed { #expect(FlagMerge.normalized(message.flags) == message.flags, "\(message.flags)") }
+    }
+
     @Test("file names are kept by base name and read back whole, even one that does not start with its base name")
     func folderFilesKeepWholeNames() {
         var files = FolderFiles()
