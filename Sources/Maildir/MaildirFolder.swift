@@ -95,6 +95,10 @@ public final class MaildirFolder: Sendable {
     /// Deliveries complete in `tmp/` that the next `publishStaged` makes
     /// durable and visible.
     private let staged = Mutex<[StagedDelivery]>([])
+    /// Held through a whole publish, so that one that returns found every
+    /// earlier delivery on disk, including those another thread's publish
+    /// had taken and was still syncing.
+    private let publishing = Mutex<Void>(())
 
     /// Absolute path of the folder directory.
     public var path: String { directory.path }
@@ -140,6 +144,10 @@ public final class MaildirFolder: Sendable {
     /// Returns how many were published.
     @discardableResult
     public func publishStaged() throws -> Int {
+        try publishing.withLock { _ in try publishTaken() }
+    }
+
+    private func publishTaken() throws -> Int {
         let batch = staged.withLock { staged -> [StagedDelivery] in
             defer { staged = [] }
             return staged

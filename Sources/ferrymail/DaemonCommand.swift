@@ -30,6 +30,9 @@ struct DaemonCommand: AsyncParsableCommand {
         if common.verbose >= 2 { level = .trace }
         // journald priorities under systemd, plain lines on a terminal.
         JournalLogHandler.bootstrap(level: level, environment: ProcessInfo.processInfo.environment)
+        MemoryTuning.apply()
+        let trimmer = MemoryTuning.trimming(every: .seconds(2))
+        defer { trimmer.cancel() }
         do {
             try await Daemon(configurationPath: path).run()
         } catch {

@@ -18,7 +18,8 @@ enum MemoryTuning {
         #endif
     }
 
-    /// Trims every `interval` until cancelled.
+    /// Trims every `interval` until cancelled. The daemon trims less often:
+    /// between syncs there is little to give back.
     static func trimming(every interval: Duration = .milliseconds(250)) -> Task<Void, Never> {
         Task.detached(priority: .utility) {
             while !Task.isCancelled {
