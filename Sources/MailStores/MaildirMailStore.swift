@@ -515,6 +515,11 @@ actor MaildirAppendWriter: AppendWriter {
         let date = internalDate.map { Date(timeIntervalSince1970: TimeInterval($0)) }
         commit = Task {
             try await BlockingIO.run {
+                // A file system busy with other writes makes each group's
+                // syncfs wait for them: one fsync per file then.
+                if delivery.folder.prefersFileSync {
+                    return try delivery.commit(flags: flags, internalDate: date, toNew: toNew, syncDirectory: false)
+                }
                 let entry = try delivery.stage(flags: flags, internalDate: date, toNew: toNew)
                 // Published in groups, not only at the engine's flush (up to
                 // 500 messages): a run stopped mid-batch then keeps all but

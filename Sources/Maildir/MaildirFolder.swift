@@ -99,6 +99,14 @@ public final class MaildirFolder: Sendable {
     /// earlier delivery on disk, including those another thread's publish
     /// had taken and was still syncing.
     private let publishing = Mutex<Void>(())
+    private let groupSyncIsSlow = Atomic<Bool>(false)
+
+    /// True once a publish's `syncfs` took longer than
+    /// `slowGroupSync`: the file system is busy with other writes, which
+    /// `syncfs` waits for too. Deliveries should then be made durable one by
+    /// one (`commit`), which waits for their own data only.
+    public var prefersFileSync: Bool { groupSyncIsSlow.load(ordering: .relaxed) }
+    public static let slowGroupSync: Duration = .seconds(1)
 
     /// Absolute path of the folder directory.
     public var path: String { directory.path }
@@ -158,7 +166,9 @@ public final class MaildirFolder: Sendable {
         }
         var published = 0
         do {
+            let started = ContinuousClock.now
             try FileSystemSync.sync(tmp, names: batch.map(\.temporaryName))
+            if started.duration(to: .now) > Self.slowGroupSync { groupSyncIsSlow.store(true, ordering: .relaxed) }
             for delivery in batch {
                 let destination = delivery.intoNew ? new : cur
                 let code = NoReplaceRename.rename(from: tmp, delivery.temporaryName, to: destination, delivery.finalName)
