@@ -75,11 +75,13 @@ public actor MaildirMailStore: MailStore {
     private var unchangedAt: [String: String] = [:]
 
     public init(root: String, layout: MaildirLayout = .maildirPlusPlus, folderNameEncoding: FolderNameEncoding = .utf8,
-                deliversUnseenToNew: Bool = false, account: String, logger: Logger = Logger(label: "ferrymail.maildir")) throws {
+                deliversUnseenToNew: Bool = false, slowGroupSync: Duration = .seconds(1), account: String,
+                logger: Logger = Logger(label: "ferrymail.maildir")) throws {
         self.account = account
         self.deliversUnseenToNew = deliversUnseenToNew
         do {
-            maildir = try MaildirStore(root: root, layout: layout, folderNameEncoding: folderNameEncoding, logger: logger)
+            maildir = try MaildirStore(root: root, layout: layout, folderNameEncoding: folderNameEncoding,
+                                       slowGroupSync: slowGroupSync, logger: logger)
         } catch {
             throw MailStoreError.maildir(account: account, mailbox: nil, operation: "opening \(root)", cause: "\(error)")
         }

@@ -100,18 +100,20 @@ public final class MaildirFolder: Sendable {
     /// had taken and was still syncing.
     private let publishing = Mutex<Void>(())
     private let groupSyncIsSlow = Atomic<Bool>(false)
+    private let slowGroupSync: Duration
 
-    /// True once a publish's `syncfs` took longer than
+    /// True once a publish's `syncfs` took longer than the store's
     /// `slowGroupSync`: the file system is busy with other writes, which
     /// `syncfs` waits for too. Deliveries should then be made durable one by
     /// one (`commit`), which waits for their own data only.
     public var prefersFileSync: Bool { groupSyncIsSlow.load(ordering: .relaxed) }
-    public static let slowGroupSync: Duration = .seconds(1)
 
     /// Absolute path of the folder directory.
     public var path: String { directory.path }
 
-    init(name: String, directory: DirectoryHandle, tmp: DirectoryHandle, new: DirectoryHandle, cur: DirectoryHandle, issues: IssueLog) {
+    init(name: String, directory: DirectoryHandle, tmp: DirectoryHandle, new: DirectoryHandle, cur: DirectoryHandle, issues: IssueLog,
+         slowGroupSync: Duration) {
+        self.slowGroupSync = slowGroupSync
         self.name = name
         self.directory = directory
         self.tmp = tmp
@@ -168,7 +170,7 @@ public final class MaildirFolder: Sendable {
         do {
             let started = ContinuousClock.now
             try FileSystemSync.sync(tmp, names: batch.map(\.temporaryName))
-            if started.duration(to: .now) > Self.slowGroupSync { groupSyncIsSlow.store(true, ordering: .relaxed) }
+            if started.duration(to: .now) >= slowGroupSync { groupSyncIsSlow.store(true, ordering: .relaxed) }
             for delivery in batch {
                 let destination = delivery.intoNew ? new : cur
                 let code = NoReplaceRename.rename(from: tmp, delivery.temporaryName, to: destination, delivery.finalName)

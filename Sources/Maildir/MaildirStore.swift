@@ -47,14 +47,19 @@ public final class MaildirStore: Sendable {
     public let codec: MailboxNameCodec
     let root: DirectoryHandle
     let issues: IssueLog
+    /// How long one group's `syncfs` may take before a folder makes its
+    /// deliveries durable one by one (`MaildirFolder.prefersFileSync`).
+    public let slowGroupSync: Duration
 
     /// Opens (creating it with mode 0700 if missing) the Maildir root.
     public init(
         root rootPath: String,
         layout: MaildirLayout = .maildirPlusPlus,
         folderNameEncoding: FolderNameEncoding = .utf8,
+        slowGroupSync: Duration = .seconds(1),
         logger: Logger = Logger(label: "ferrymail.maildir")
     ) throws {
+        self.slowGroupSync = slowGroupSync
         let absolute = rootPath.hasPrefix("/") ? rootPath : FileManager.default.currentDirectoryPath + "/" + rootPath
         // Create missing parents too, as a first run into ~/Mail/x needs.
         var prefix = ""
@@ -118,7 +123,8 @@ public final class MaildirStore: Sendable {
             createdAny = true
         }
         if createdAny { try directory.sync() }
-        return MaildirFolder(name: canonical, directory: directory, tmp: tmp, new: new, cur: cur, issues: issues)
+        return MaildirFolder(name: canonical, directory: directory, tmp: tmp, new: new, cur: cur, issues: issues,
+                             slowGroupSync: slowGroupSync)
     }
 
     /// Creates a folder that must not exist yet.

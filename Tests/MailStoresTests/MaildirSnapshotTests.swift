@@ -48,6 +48,28 @@ struct MaildirSnapshotTests {
         for message in listed { #expect(FlagMerge.normalized(message.flags) == message.flags, "\(message.flags)") }
     }
 
+    @Test("downloads wait in tmp/ for the flush, and go straight to cur/ once a group sync was too slow")
+    func slowGroupSyncSwitchesToOneFsyncPerFile() async throws {
+        let directory = try TemporaryDirectory(prefix: "ferrymail-groupsync")
+        defer { directory.remove() }
+        let store = try MaildirMailStore(root: directory.path + "/Mail", slowGroupSync: .zero, account: "test", logger: quietLogger)
+        try await store.createMailbox("INBOX", role: nil)
+        func appendWithoutFlush(_ index: Int) async throws {
+            let body = message(index)
+            let writer = try await store.beginAppend(to: "INBOX", AppendEnvelope(
+                flags: ["\\Seen"], internalDate: 1_700_000_000, size: Int64(body.count), messageId: nil, transferId: "t\(index)"))
+            try await writer.write(body)
+            _ = try await writer.finish()
+        }
+        try await appendWithoutFlush(1)
+        #expect(try await store.listing("INBOX").isEmpty, "staged until the flush")
+        try await store.flush("INBOX")
+        #expect(try await store.listing("INBOX").count == 1)
+        // That group's sync took longer than the limit (zero): one fsync per file from now on.
+        try await appendWithoutFlush(2)
+        #expect(try await store.listing("INBOX").count == 2, "delivered durably on its own, without waiting for a flush")
+    }
+
     @Test("file names are kept by base name and read back whole, even one that does not start with its base name")
     func folderFilesKeepWholeNames() {
         var files = FolderFiles()

@@ -81,6 +81,19 @@ final class CapturedLog: Sendable {
         #expect(try folder.publishStaged() == 0, "a second publish has nothing left")
     }
 
+    @Test func aGroupSyncSlowerThanTheLimitMakesTheFolderPreferOneFsyncPerFile() throws {
+        for (limit, expected) in [(Duration.zero, true), (.seconds(60), false)] {
+            let dir = try ScratchDirectory()
+            let folder = try MaildirStore(root: dir.path, slowGroupSync: limit).folder(named: "INBOX", create: true)
+            #expect(!folder.prefersFileSync)
+            let delivery = try folder.beginDelivery()
+            try delivery.write(Array("x".utf8))
+            _ = try delivery.stage()
+            #expect(try folder.publishStaged() == 1)
+            #expect(folder.prefersFileSync == expected, "limit \(limit)")
+        }
+    }
+
     @Test func stagedDeliveriesNeverPublishedAreRemovedWithTheirFolder() throws {
         let dir = try ScratchDirectory()
         do {
