@@ -142,6 +142,15 @@ public final class MaildirFolder: Sendable {
         handle(entry.subdirectory).lstat(entry.fileName)
     }
 
+    /// Renames a complete, durable delivery from `tmp/` to its entry's
+    /// name in `new/` or `cur/`, never replacing a file there.
+    func moveIntoPlace(_ temporaryName: String, as entry: MaildirEntry) throws {
+        let code = NoReplaceRename.rename(from: tmp, temporaryName, to: handle(entry.subdirectory), entry.fileName)
+        if code != 0 {
+            throw MaildirError.systemCall(operation: "rename into \(entry.subdirectory.rawValue)", path: tmp.child(temporaryName), errno: code)
+        }
+    }
+
     /// Deliveries staged and not yet published.
     public var stagedCount: Int { staged.withLock { $0.count } }
 
@@ -172,12 +181,7 @@ public final class MaildirFolder: Sendable {
             try FileSystemSync.sync(tmp, names: batch.map(\.temporaryName))
             if started.duration(to: .now) >= slowGroupSync { groupSyncIsSlow.store(true, ordering: .relaxed) }
             for delivery in batch {
-                let destination = delivery.intoNew ? new : cur
-                let code = NoReplaceRename.rename(from: tmp, delivery.temporaryName, to: destination, delivery.finalName)
-                if code != 0 {
-                    throw MaildirError.systemCall(operation: "rename into \(delivery.intoNew ? "new" : "cur")",
-                                                  path: tmp.child(delivery.temporaryName), errno: code)
-                }
+                try moveIntoPlace(delivery.temporaryName, as: delivery.entry)
                 published += 1
             }
             try syncDirectories()

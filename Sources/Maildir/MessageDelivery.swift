@@ -120,34 +120,21 @@ public final class MessageDelivery: Sendable {
         toNew: Bool = false,
         syncDirectory: Bool = true
     ) throws -> MaildirEntry {
-        let (fd, size) = try state.withLock { state -> (Int32, Int) in
-            guard !state.finished else { throw MaildirError.deliveryFinished(folder: folder.name) }
-            return (state.fd, state.size)
-        }
+        let (fd, size) = try writtenFile()
         try checkFault(.written)
         do {
-            let mask = try folder.keywordMask(for: flags.keywords)
-            try checkFault(.keywordsResolved)
-            let time = makeTimespec(internalDate ?? Date())
-            let times = [time, time]
-            if futimens(fd, times) != 0 { throw MaildirError.systemCall(operation: "futimens", path: temporaryPath, errno: errno) }
-            try checkFault(.timesSet)
+            let entry = try completeFile(fd, size: size, flags: flags, internalDate: internalDate, toNew: toNew)
             if fsync(fd) != 0 { throw MaildirError.systemCall(operation: "fsync", path: temporaryPath, errno: errno) }
             try checkFault(.fileSynced)
             state.withLock { $0.fd = -1 }
             if close(fd) != 0 && errno != EINTR { throw MaildirError.systemCall(operation: "close", path: temporaryPath, errno: errno) }
             try checkFault(.closed)
-            let base = "\(uniqueName),S=\(size)"
-            let intoNew = toNew && flags == .none
-            let finalName = intoNew ? base : MaildirFileName.fileName(baseName: base, system: flags.system, keywordMask: mask, preserved: [])
-            let destination = intoNew ? folder.new : folder.cur
-            let code = NoReplaceRename.rename(from: folder.tmp, uniqueName, to: destination, finalName)
-            if code != 0 { throw MaildirError.systemCall(operation: "rename into \(intoNew ? "new" : "cur")", path: temporaryPath, errno: code) }
+            try folder.moveIntoPlace(uniqueName, as: entry)
             state.withLock { $0.finished = true }
             try checkFault(.renamed)
-            if syncDirectory { try destination.sync() }
+            if syncDirectory { try folder.handle(entry.subdirectory).sync() }
             try checkFault(.directorySynced)
-            return MaildirEntry(fileName: finalName, subdirectory: intoNew ? .new : .cur, size: size, flags: flags, preservedInfo: [])
+            return entry
         } catch let error as MaildirError {
             abort()
             throw error
@@ -161,18 +148,9 @@ public final class MessageDelivery: Sendable {
     /// single one of them appears in `cur/` or `new/`. The returned entry is
     /// what the file will be once published; until then it is not there.
     public func stage(flags: MessageFlags = .none, internalDate: Date? = nil, toNew: Bool = false) throws -> MaildirEntry {
-        let (fd, size) = try state.withLock { state -> (Int32, Int) in
-            guard !state.finished else { throw MaildirError.deliveryFinished(folder: folder.name) }
-            return (state.fd, state.size)
-        }
+        let (fd, size) = try writtenFile()
         do {
-            let mask = try folder.keywordMask(for: flags.keywords)
-            let time = makeTimespec(internalDate ?? Date())
-            let times = [time, time]
-            if futimens(fd, times) != 0 { throw MaildirError.systemCall(operation: "futimens", path: temporaryPath, errno: errno) }
-            let base = "\(uniqueName),S=\(size)"
-            let intoNew = toNew && flags == .none
-            let finalName = intoNew ? base : MaildirFileName.fileName(baseName: base, system: flags.system, keywordMask: mask, preserved: [])
+            let entry = try completeFile(fd, size: size, flags: flags, internalDate: internalDate, toNew: toNew)
             // From here the folder owns the file: it is published or, if the
             // folder goes away first, removed.
             let taken = state.withLock { state -> Bool in
@@ -186,12 +164,38 @@ public final class MessageDelivery: Sendable {
                 _ = unlinkat(folder.tmp.fd, uniqueName, 0)
                 throw MaildirError.systemCall(operation: "close", path: temporaryPath, errno: errno)
             }
-            folder.stage(StagedDelivery(temporaryName: uniqueName, finalName: finalName, intoNew: intoNew))
-            return MaildirEntry(fileName: finalName, subdirectory: intoNew ? .new : .cur, size: size, flags: flags, preservedInfo: [])
+            folder.stage(StagedDelivery(temporaryName: uniqueName, entry: entry))
+            return entry
         } catch let error as MaildirError {
             abort()
             throw error
         }
+    }
+
+    /// The written file's descriptor and size, while the delivery is open.
+    private func writtenFile() throws -> (fd: Int32, size: Int) {
+        try state.withLock { state -> (Int32, Int) in
+            guard !state.finished else { throw MaildirError.deliveryFinished(folder: folder.name) }
+            return (state.fd, state.size)
+        }
+    }
+
+    /// What `commit` and `stage` both do before the file is made durable:
+    /// resolve keyword letters (possibly extending `dovecot-keywords`, so
+    /// the table is on disk before any file uses a new letter), set
+    /// atime/mtime to `internalDate`, and name the file. Returns the entry
+    /// the file will be once moved into place.
+    private func completeFile(_ fd: Int32, size: Int, flags: MessageFlags, internalDate: Date?, toNew: Bool) throws -> MaildirEntry {
+        let mask = try folder.keywordMask(for: flags.keywords)
+        try checkFault(.keywordsResolved)
+        let time = makeTimespec(internalDate ?? Date())
+        let times = [time, time]
+        if futimens(fd, times) != 0 { throw MaildirError.systemCall(operation: "futimens", path: temporaryPath, errno: errno) }
+        try checkFault(.timesSet)
+        let base = "\(uniqueName),S=\(size)"
+        let intoNew = toNew && flags == .none
+        let finalName = intoNew ? base : MaildirFileName.fileName(baseName: base, system: flags.system, keywordMask: mask, preserved: [])
+        return MaildirEntry(fileName: finalName, subdirectory: intoNew ? .new : .cur, size: size, flags: flags, preservedInfo: [])
     }
 
     /// ``commit(flags:internalDate:toNew:syncDirectory:)`` with system flags
@@ -223,6 +227,6 @@ public final class MessageDelivery: Sendable {
 /// ``MaildirFolder/publishStaged()``.
 struct StagedDelivery: Sendable {
     var temporaryName: String
-    var finalName: String
-    var intoNew: Bool
+    /// The file it becomes once published.
+    var entry: MaildirEntry
 }
