@@ -321,24 +321,22 @@ public final class StateStore: Sendable {
     }
 
     public func pairs(in mailbox: Int64) throws(StateError) -> [MessagePairRecord] {
-        try read { db in
-            try MessagePairRecord
-                .filter(MessagePairRecord.Columns.mailboxPairId == mailbox)
-                .order(MessagePairRecord.Columns.farUid, MessagePairRecord.Columns.nearName)
-                .fetchAll(db)
-        }
+        try read { db in try Self.pairsRequest(in: mailbox).fetchAll(db) }
     }
 
     /// `pairs(in:)` one row at a time, in the same order, so that a caller
     /// turning rows into its own form never holds all of them twice.
     public func forEachPair(in mailbox: Int64, _ body: (MessagePairRecord) -> Void) throws(StateError) {
         try read { db in
-            let cursor = try MessagePairRecord
-                .filter(MessagePairRecord.Columns.mailboxPairId == mailbox)
-                .order(MessagePairRecord.Columns.farUid, MessagePairRecord.Columns.nearName)
-                .fetchCursor(db)
+            let cursor = try Self.pairsRequest(in: mailbox).fetchCursor(db)
             while let record = try cursor.next() { body(record) }
         }
+    }
+
+    private static func pairsRequest(in mailbox: Int64) -> QueryInterfaceRequest<MessagePairRecord> {
+        MessagePairRecord
+            .filter(MessagePairRecord.Columns.mailboxPairId == mailbox)
+            .order(MessagePairRecord.Columns.farUid, MessagePairRecord.Columns.nearName)
     }
 
     /// The rows a run needs when both sides listed only their changes: those
