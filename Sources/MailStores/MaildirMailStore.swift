@@ -294,7 +294,7 @@ public actor MaildirMailStore: MailStore {
 
     /// Publishes the folder's staged deliveries (`MaildirFolder.publishStaged`):
     /// one `syncfs` for the batch instead of an `fsync` per message, which
-    /// was a quarter of a large first download's time.
+    /// took 10–25 % off a large first download.
     public func flush(_ mailbox: String) async throws {
         let folder = try run(mailbox, "syncing the folder to disk") { try self.folder(mailbox) }
         do {

@@ -131,9 +131,6 @@ final class DirectoryHandle: Sendable {
     }
 }
 
-/// `renameat2(…, RENAME_NOREPLACE)`, looked up at run time because the Glibc
-/// module map does not import it. Falls back to `link`+`unlink`, which also
-/// refuses to replace, where the file system or kernel lacks the flag.
 /// `syncfs(2)`, looked up at run time like `renameat2` (the Glibc module map
 /// does not import it).
 enum FileSystemSync {
@@ -160,6 +157,9 @@ enum FileSystemSync {
     }
 }
 
+/// `renameat2(…, RENAME_NOREPLACE)`, looked up at run time because the Glibc
+/// module map does not import it. Falls back to `link`+`unlink`, which also
+/// refuses to replace, where the file system or kernel lacks the flag.
 enum NoReplaceRename {
     private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?, UInt32) -> Int32
     private static let renameat2: RenameAt2? = {

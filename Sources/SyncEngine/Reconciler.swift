@@ -383,7 +383,6 @@ public struct MailboxView: Sendable {
     private var pairs: [StatePair] = []
     private var pairPositions: [MessageKey: Int] = [:]
     private var vanished: Set<MessageKey> = []
-    private var side: Side = .far
     public private(set) var count: Int
 
     /// `messages` with their flags normalized (`FlagMerge.normalized`); a
@@ -404,7 +403,6 @@ public struct MailboxView: Sendable {
     /// state's Message-ID kept where the listing had none) over them.
     init(pairs: [StatePair], side: Side, vanished: [MessageKey], changed: [MessageInfo]) {
         self.pairs = pairs
-        self.side = side
         self.vanished = Set(vanished)
         for (index, pair) in pairs.enumerated() {
             if let key = pair.keys[side] { pairPositions[key] = index }
