@@ -187,8 +187,11 @@ extension IMAPConnection {
     /// socket is not read while the sink is busy. Long UID sets are split into several
     /// commands that are all sent at once (pipelined), keeping each line short.
     /// `changedSince`/`vanished` need CONDSTORE / an ENABLEd QRESYNC.
+    /// With `retainingMessages: false` the result's `messages` stay empty: a
+    /// sink that keeps what it needs from `messageFinished` then holds a large
+    /// listing once, not also as every raw response.
     public func uidFetch(_ uids: UIDSet, items: [FetchItem], changedSince: UInt64? = nil, vanished: Bool = false,
-                         sink: (any FetchSink)? = nil) async throws -> FetchResult {
+                         sink: (any FetchSink)? = nil, retainingMessages: Bool = true) async throws -> FetchResult {
         if changedSince != nil, !capabilities.contains(.condStore) {
             throw IMAPClientError.unsupported(host: configuration.host, what: "FETCH CHANGEDSINCE (CONDSTORE)")
         }
@@ -198,7 +201,7 @@ extension IMAPConnection {
         var ids: [CommandID] = []
         for part in uids.chunked(maxRanges: 1000) {
             ids.append(try submit(.uidFetch(part, items, changedSince: changedSince, vanished: vanished),
-                                  role: .fetch(part), sink: sink))
+                                  role: .fetch(part), sink: sink, retainingMessages: retainingMessages))
         }
         var result = FetchResult(messages: [], vanished: UIDSet())
         var firstError: (any Error)?

@@ -53,6 +53,7 @@ public actor IMAPConnection {
         var sentAt: ContinuousClock.Instant
         var untagged: [UntaggedResponse] = []
         var messages: [FetchedMessage] = []
+        var retainsMessages = true
         var current: FetchedMessage?
         var sink: (any FetchSink)?
         var sinkError: (any Error)?
@@ -296,7 +297,7 @@ public actor IMAPConnection {
             return
         case .finish:
             guard let current else { return }
-            records[owner]?.messages.append(current)
+            if records[owner]?.retainsMessages == true { records[owner]?.messages.append(current) }
             records[owner]?.current = nil
         default: break
         }
@@ -427,7 +428,7 @@ public actor IMAPConnection {
 
     /// Encodes and queues a command; returns at once. Pipelining comes from calling
     /// this several times before awaiting.
-    func submit(_ command: Command, role: CommandRole, sink: (any FetchSink)? = nil,
+    func submit(_ command: Command, role: CommandRole, sink: (any FetchSink)? = nil, retainingMessages: Bool = true,
                         appendSources: [any AppendBodySource] = [],
                         extraChunks: [CommandChunk] = []) throws -> CommandID {
         if let error = terminationError { throw error }
@@ -443,7 +444,7 @@ public actor IMAPConnection {
         if configuration.wireTrace { logger.trace("C: \(encoded.logDescription)") }
         let resolvedRole: CommandRole = if case .search = role { .search(tag: tag) } else { role }
         records[id] = CommandRecord(description: encoded.logDescription, role: resolvedRole, sentAt: clock.now,
-                                    sink: sink, appendSources: appendSources)
+                                    retainsMessages: retainingMessages, sink: sink, appendSources: appendSources)
         let actions = state.enqueue(id: id, tag: tag, role: resolvedRole, chunks: encoded.chunks + extraChunks)
         for action in actions {
             switch action {

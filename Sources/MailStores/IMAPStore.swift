@@ -50,7 +50,7 @@ public actor IMAPStore: MailStore {
     private let serverCapabilities: Set<Capability>
     private let logger: Logger
     private var session: IMAPSession
-    private var selected: (name: String, uidValidity: UInt32?)?
+    private var selected: (name: String, uidValidity: UInt32?, exists: UInt32)?
     /// PERMANENTFLAGS `\*` per mailbox, from its last SELECT; a mailbox not
     /// yet selected is assumed to keep keywords.
     private var keywordsByMailbox: [String: Bool] = [:]
@@ -151,7 +151,7 @@ public actor IMAPStore: MailStore {
     @discardableResult
     private func open(_ mailbox: String, _ connection: IMAPConnection) async throws -> EngineMailboxStatus {
         let info = try await connection.select(mailbox, parameters: SelectParameters(condStore: fastPaths.changeLoading != .fullFlags))
-        selected = (mailbox, info.uidValidity)
+        selected = (mailbox, info.uidValidity, info.exists)
         statistics.selects += 1
         // Read-write SELECT: EXAMINE would report no permanent flags at all.
         let keywords = info.permanentFlags.contains(.wildcard)
@@ -179,23 +179,28 @@ public actor IMAPStore: MailStore {
                let validity = self.selected?.uidValidity, watermark.uidValidity == validity {
                 switch self.fastPaths.changeLoading {
                 case .qresync:
-                    let result = try await connection.uidFetch(.all, items: Self.listingItems, changedSince: UInt64(since), vanished: true)
-                    return .delta(changed: result.messages.compactMap(self.info), vanished: result.vanished.map { MessageKey.uid($0) })
+                    let listing = ListingCollector(expected: 0)
+                    let result = try await connection.uidFetch(.all, items: Self.listingItems, changedSince: UInt64(since), vanished: true,
+                                                               sink: listing, retainingMessages: false)
+                    return .delta(changed: await listing.taken(), vanished: result.vanished.map { MessageKey.uid($0) })
                 case .condStore:
                     // Both commands go out before either answer is awaited.
-                    async let changed = connection.uidFetch(.all, items: Self.listingItems, changedSince: UInt64(since))
+                    let listing = ListingCollector(expected: 0)
+                    async let changed = connection.uidFetch(.all, items: Self.listingItems, changedSince: UInt64(since),
+                                                            sink: listing, retainingMessages: false)
                     async let present = connection.uidSearch(.all)
-                    let (fetched, search) = try await (changed, present)
+                    let (_, search) = try await (changed, present)
                     let limit = watermark.uidNext.map { $0 > 0 ? $0 - 1 : 0 } ?? search.uids.max ?? 0
                     if let gaps = Self.gaps(in: search.uids, upTo: limit) {
-                        return .delta(changed: fetched.messages.compactMap(self.info), vanished: gaps.map { MessageKey.uid($0) })
+                        return .delta(changed: await listing.taken(), vanished: gaps.map { MessageKey.uid($0) })
                     }
                 case .fullFlags:
                     break
                 }
             }
-            let result = try await connection.uidFetch(.all, items: Self.listingItems)
-            return .full(result.messages.compactMap(self.info))
+            let listing = ListingCollector(expected: Int(self.selected?.exists ?? 0))
+            _ = try await connection.uidFetch(.all, items: Self.listingItems, sink: listing, retainingMessages: false)
+            return .full(await listing.taken())
         }
     }
 
@@ -220,7 +225,7 @@ public actor IMAPStore: MailStore {
         return gaps
     }
 
-    private func info(_ message: FetchedMessage) -> MessageInfo? {
+    static func info(_ message: FetchedMessage) -> MessageInfo? {
         guard let uid = message.uid else { return nil }
         return MessageInfo(key: .uid(uid), flags: Self.syncFlags(message.flags ?? []), size: Int64(message.rfc822Size ?? 0),
                            internalDate: message.internalDate?.secondsSinceEpoch)
@@ -465,6 +470,26 @@ struct SinkBridge: FetchSink {
                 + "this server's FETCH response order is not supported"
         }
         private var sequenceNumber: UInt32 { if case .uidAfterBody(let n) = self { n } else { 0 } }
+    }
+}
+
+/// Turns each FETCH response of a listing into its entry as it arrives. The
+/// client then keeps no raw responses, so a 60,000-message listing is held
+/// once (about 5 MB), not also as `FetchedMessage`s with their flag arrays;
+/// and reserving the mailbox's EXISTS up front saves the doublings' copies.
+actor ListingCollector: FetchSink {
+    private var messages: [MessageInfo] = []
+
+    init(expected: Int) { messages.reserveCapacity(expected) }
+
+    func messageFinished(_ message: FetchedMessage) async throws {
+        if let info = IMAPStore.info(message) { messages.append(info) }
+    }
+
+    /// The listing, handed over: the collector keeps no reference to it.
+    func taken() -> [MessageInfo] {
+        defer { messages = [] }
+        return messages
     }
 }
 

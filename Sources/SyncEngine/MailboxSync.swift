@@ -11,6 +11,10 @@ struct LoadedMailbox: Sendable {
     /// mention them: present and unchanged on both sides.
     var unloadedPairs = 0
     var invalidated: Sides<Bool>
+    /// Sides whose unpaired messages were listed without their Message-IDs
+    /// (see `MailboxSync.load`): copies read them batch by batch, and the
+    /// move detector asks for those whose size matches a vanished pair.
+    var deferredMessageIds = Sides(far: false, near: false)
 
     var names: Sides<String> { Sides(far: record.farName, near: record.nearName) }
 }
@@ -111,9 +115,21 @@ struct MailboxSync: Sendable {
         }
         var loaded = LoadedMailbox(record: record, statuses: statuses, listings: consume listings, pairs: pairs, unloadedPairs: unloaded,
                                    invalidated: changed)
-        for side in Side.allCases {
+        // Message-IDs pair unpaired messages of both sides, so they are read
+        // when the other side has unpaired messages too, or after a
+        // UIDVALIDITY change. Otherwise they wait: a first download of 60,000
+        // messages would hold 60,000 of them (8 MB) from here to its last copy.
+        let unpaired = Sides { side in
             let known = changed[side] ? [] : Set(pairs.compactMap { $0.keys[side] })
-            try await withMessageIds(&loaded.listings[side], excluding: known, on: side)
+            return loaded.listings[side].messages.contains { !known.contains($0.key) }
+        }
+        for side in Side.allCases {
+            if changed.far || changed.near || unpaired[side.opposite] {
+                let known = changed[side] ? [] : Set(pairs.compactMap { $0.keys[side] })
+                try await withMessageIds(&loaded.listings[side], excluding: known, on: side)
+            } else {
+                loaded.deferredMessageIds[side] = unpaired[side]
+            }
         }
         return loaded
     }
@@ -162,18 +178,30 @@ struct MailboxSync: Sendable {
         }
     }
 
+    /// How many listing entries one `messageIds` request covers.
+    static let messageIdSlice = 4096
+
     /// Message-IDs are fetched lazily: only for messages the state does not
     /// know, which are the only ones ever matched by identity. Filled in
-    /// place: a copy of a large listing would cost megabytes.
-    private func withMessageIds(_ listing: inout MessageListing, excluding known: Set<MessageKey>, on side: Side) async throws {
+    /// place: a copy of a large listing would cost megabytes. They are asked
+    /// for a slice of the listing at a time, so the store's answer for a
+    /// first download of 60,000 messages is not held as one 5 MB dictionary
+    /// beside the listing.
+    private func withMessageIds(_ listing: inout MessageListing, excluding known: Set<MessageKey>, on side: Side,
+                                where wanted: (MessageInfo) -> Bool = { _ in true }) async throws {
         func fill(_ messages: inout [MessageInfo]) async throws {
-            let wanted = messages.filter { $0.messageId == nil && !known.contains($0.key) }.map(\.key)
-            guard !wanted.isEmpty else { return }
-            let ids = try await io(side, "fetching Message-IDs in \(names[side])") {
-                try await stores[side].messageIds(for: wanted, in: names[side])
-            }
-            for index in messages.indices where messages[index].messageId == nil {
-                if let id = ids[messages[index].key] { messages[index].messageId = id }
+            var start = messages.startIndex
+            while start < messages.endIndex {
+                let slice = start..<min(start + Self.messageIdSlice, messages.endIndex)
+                start = slice.upperBound
+                let keys = messages[slice].filter { $0.messageId == nil && !known.contains($0.key) && wanted($0) }.map(\.key)
+                guard !keys.isEmpty else { continue }
+                let ids = try await io(side, "fetching Message-IDs in \(names[side])") {
+                    try await stores[side].messageIds(for: keys, in: names[side])
+                }
+                for index in slice where messages[index].messageId == nil {
+                    if let id = ids[messages[index].key] { messages[index].messageId = id }
+                }
             }
         }
         switch listing {
@@ -186,6 +214,14 @@ struct MailboxSync: Sendable {
             try await fill(&changed)
             listing = .delta(changed: changed, vanished: vanished)
         }
+    }
+
+    /// Reads the deferred Message-IDs of unpaired messages of these sizes:
+    /// the only ones a pair vanished from another mailbox can match.
+    func withDeferredMessageIds(_ loaded: inout LoadedMailbox, on side: Side, sizes: Set<Int64>) async throws {
+        guard loaded.deferredMessageIds[side], !sizes.isEmpty else { return }
+        let known = loaded.invalidated[side] ? [] : Set(loaded.pairs.compactMap { $0.keys[side] })
+        try await withMessageIds(&loaded.listings[side], excluding: known, on: side, where: { sizes.contains($0.size) })
     }
 
     // MARK: - Reconcile and propagate
@@ -374,9 +410,17 @@ struct MailboxSync: Sendable {
     private func copy(_ copies: inout [PlannedCopy], to destination: Side, report: inout MailboxReport) async throws -> Int {
         let source = destination.opposite
         if let limit = options.maxMessageSize {
-            for copy in copies where !options.admits(size: copy.source.size) {
+            let tooLarge = copies.filter { !options.admits(size: $0.source.size) }
+            // Named by Message-ID, which the user can search for; a deferred
+            // one is read for these few.
+            let missing = tooLarge.filter { $0.source.messageId == nil }.map(\.source.key)
+            let ids = missing.isEmpty ? [:] : try await io(source, "fetching Message-IDs in \(names[source])") {
+                try await stores[source].messageIds(for: missing, in: names[source])
+            }
+            for copy in tooLarge {
+                let name = copy.source.messageId ?? ids[copy.source.key] ?? "\(copy.source.key)"
                 report.notCopied.append(.messageTooLarge(account: account, mailbox: names[destination], side: destination,
-                                                         message: copy.source.messageId ?? "\(copy.source.key)", size: copy.source.size, limit: limit))
+                                                         message: name, size: copy.source.size, limit: limit))
             }
         }
         // Filtered only when something is too large: a copy of a large
@@ -399,8 +443,19 @@ struct MailboxSync: Sendable {
                 bytes += copies[end].source.size
                 end += 1
             }
-            let batch = Array(copies[start..<end])
+            var batch = Array(copies[start..<end])
             start = end
+            // Message-IDs deferred at load are read a batch at a time: the
+            // state keeps each pair's, which later move detection matches.
+            let missing = batch.filter { $0.source.messageId == nil }.map(\.source.key)
+            if !missing.isEmpty {
+                let ids = try await io(source, "fetching Message-IDs in \(names[source])") {
+                    try await stores[source].messageIds(for: missing, in: names[source])
+                }
+                for index in batch.indices where batch[index].source.messageId == nil {
+                    batch[index].source.messageId = ids[batch[index].source.key]
+                }
+            }
             let pendings = try batch.map { copy in
                 PendingCopy(source: try columns.source(on: source, copy.source.key), flags: copy.flags, size: copy.source.size,
                             internalDate: copy.source.internalDate, messageId: copy.source.messageId)

@@ -84,6 +84,14 @@ public actor MemoryStore: MailStore {
     private var nextValidity: UInt32
     /// SELECTs and scans served, so tests can check the unchanged-mailbox fast path.
     public private(set) var selectCount: [String: Int] = [:]
+    /// Message-ID requests and body fetches, in order, so tests can check
+    /// which Message-IDs are read, and when.
+    public private(set) var reads: [Read] = []
+
+    public enum Read: Sendable, Hashable {
+        case messageIds([MessageKey], mailbox: String)
+        case bodies([MessageKey], mailbox: String)
+    }
 
     public init(_ configuration: Configuration, mailboxes: [String: SpecialUse?] = ["INBOX": nil], firstUidValidity: UInt32 = 1000) {
         self.configuration = configuration
@@ -202,6 +210,7 @@ public actor MemoryStore: MailStore {
 
     public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
         let box = try requireBox(mailbox)
+        reads.append(.messageIds(keys, mailbox: mailbox))
         var result: [MessageKey: String] = [:]
         for key in keys {
             if let message = box.messages[key], let id = Self.messageId(in: message.body) { result[key] = id }
@@ -211,6 +220,7 @@ public actor MemoryStore: MailStore {
 
     public func fetch(_ keys: [MessageKey], in mailbox: String, into sink: any MessageSink) async throws {
         let box = try requireBox(mailbox)
+        reads.append(.bodies(keys, mailbox: mailbox))
         for key in keys {
             guard let message = box.messages[key] else { continue }
             try await sink.begin(key, size: Int64(message.body.count))

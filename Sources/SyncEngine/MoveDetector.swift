@@ -61,36 +61,11 @@ struct MoveDetector {
     /// big mailboxes' listings are only scanned, never indexed, and nothing
     /// is scanned at all when no pair vanished.
     func detect(_ mailboxes: [Mailbox]) -> [Move] {
-        let eligible = mailboxes.filter { !$0.loaded.invalidated.far && !$0.loaded.invalidated.near }
+        let eligible = Self.eligible(mailboxes)
         guard eligible.count > 1 else { return [] }
         var moves: [Move] = []
         for side in Side.allCases where writable[side.opposite] {
-            let other = side.opposite
-            // Paired messages gone from `side` whose copy on the other side is
-            // still there: the only messages that can have been moved.
-            var vanished: [(mailbox: Int, pair: StatePair, otherMessage: MessageInfo, match: Match)] = []
-            for mailbox in eligible {
-                let isPresent = Self.presence(in: mailbox.loaded.listings[side])
-                let gone = mailbox.loaded.pairs.filter { pair in
-                    guard let key = pair.keys[side], pair.keys[other] != nil else { return false }
-                    return !isPresent(key)
-                }
-                guard !gone.isEmpty else { continue }
-                let otherView = Reconciler.currentView(side: other, input: ReconcileInput(
-                    account: "", mailbox: mailbox.loaded.record.farName, pairs: mailbox.loaded.pairs, listings: mailbox.loaded.listings))
-                for pair in gone {
-                    guard let otherMessage = otherView[pair.keys[other]!] else { continue }
-                    let match: Match
-                    if capabilities[side].keysSurviveMove {
-                        match = .key(pair.keys[side]!)
-                    } else if let id = pair.messageId ?? otherMessage.messageId {
-                        match = .identity(Identity(messageId: id, size: pair.size))
-                    } else {
-                        continue
-                    }
-                    vanished.append((mailbox.index, pair, otherMessage, match))
-                }
-            }
+            let vanished = vanished(from: side, in: eligible)
             guard !vanished.isEmpty else { continue }
 
             // New, unpaired messages on `side` that match a vanished pair, in
@@ -119,6 +94,55 @@ struct MoveDetector {
             }
         }
         return moves
+    }
+
+    /// Per side, the sizes of vanished pairs that only a Message-ID can
+    /// match. Unpaired messages of other sizes can never be their moved
+    /// copies, so their deferred Message-IDs need not be read.
+    func identitySizes(_ mailboxes: [Mailbox]) -> Sides<Set<Int64>> {
+        let eligible = Self.eligible(mailboxes)
+        guard eligible.count > 1 else { return Sides(far: [], near: []) }
+        return Sides { side in
+            guard writable[side.opposite] else { return [] }
+            return Set(vanished(from: side, in: eligible).compactMap { entry in
+                if case .identity(let identity) = entry.match { return identity.size }
+                return nil
+            })
+        }
+    }
+
+    private static func eligible(_ mailboxes: [Mailbox]) -> [Mailbox] {
+        mailboxes.filter { !$0.loaded.invalidated.far && !$0.loaded.invalidated.near }
+    }
+
+    /// Paired messages gone from `side` whose copy on the other side is
+    /// still there: the only messages that can have been moved.
+    private func vanished(from side: Side, in eligible: [Mailbox]) -> [(mailbox: Int, pair: StatePair, otherMessage: MessageInfo, match: Match)] {
+        let other = side.opposite
+        var vanished: [(mailbox: Int, pair: StatePair, otherMessage: MessageInfo, match: Match)] = []
+        for mailbox in eligible {
+            let isPresent = Self.presence(in: mailbox.loaded.listings[side])
+            let gone = mailbox.loaded.pairs.filter { pair in
+                guard let key = pair.keys[side], pair.keys[other] != nil else { return false }
+                return !isPresent(key)
+            }
+            guard !gone.isEmpty else { continue }
+            let otherView = Reconciler.currentView(side: other, input: ReconcileInput(
+                account: "", mailbox: mailbox.loaded.record.farName, pairs: mailbox.loaded.pairs, listings: mailbox.loaded.listings))
+            for pair in gone {
+                guard let otherMessage = otherView[pair.keys[other]!] else { continue }
+                let match: Match
+                if capabilities[side].keysSurviveMove {
+                    match = .key(pair.keys[side]!)
+                } else if let id = pair.messageId ?? otherMessage.messageId {
+                    match = .identity(Identity(messageId: id, size: pair.size))
+                } else {
+                    continue
+                }
+                vanished.append((mailbox.index, pair, otherMessage, match))
+            }
+        }
+        return vanished
     }
 
     private static func presence(in listing: MessageListing) -> (MessageKey) -> Bool {

@@ -124,6 +124,27 @@ struct EngineRuleTests {
         #expect(await world.key("a", on: .near, in: "Archive") == nearKey, "renamed keeping the base name, not downloaded again")
     }
 
+    @Test func messageIdsAreReadOnlyForMessagesTheyCanMatch() async throws {
+        let world = try World(mailboxes: ["INBOX": nil, "Archive": nil])
+        await world.far.deliver(body("a"), to: "INBOX")
+        try await world.sync()
+        let firstRun = await world.far.reads.count
+        let original = try #require(await world.key("a", on: .far))
+        let moved = try #require(await world.far.relocate(original, from: "INBOX", to: "Archive"))
+        let other = await world.far.deliver(body("other", extra: String(repeating: "x", count: 100)), to: "Archive")
+
+        let report = try await world.sync()
+        #expect(report.moves.map(\.movedOn) == [.far])
+        let reads = await world.far.reads.dropFirst(firstRun)
+        // Only the new message of the vanished pair's size is asked for before
+        // the moves are found; the other one's Message-ID is read with its body.
+        #expect(Array(reads) == [.messageIds([moved], mailbox: "Archive"), .messageIds([other], mailbox: "Archive"),
+                                 .bodies([other], mailbox: "Archive")])
+        // The pair made by that download keeps the Message-ID for later moves.
+        _ = await world.far.relocate(other, from: "Archive", to: "INBOX")
+        #expect(try await world.sync().moves.map(\.movedOn) == [.far])
+    }
+
     // MARK: Modes
 
     @Test func dryRunChangesNothing() async throws {
