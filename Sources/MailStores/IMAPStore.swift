@@ -171,6 +171,9 @@ public actor IMAPStore: MailStore {
     /// Beyond this many UID gaps a CONDSTORE-only delta is not worth it: a
     /// full listing is smaller than the "vanished" superset.
     private static let maximumGaps = 100_000
+    /// EXISTS only sizes the listing's first allocation: a server claiming
+    /// billions of messages must not make it reserve gigabytes.
+    private static let maximumReserved = 100_000
 
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
         try await exclusively(mailbox, "UID FETCH (listing)") { connection in
@@ -198,7 +201,7 @@ public actor IMAPStore: MailStore {
                     break
                 }
             }
-            let listing = ListingCollector(expected: Int(self.selected?.exists ?? 0))
+            let listing = ListingCollector(expected: min(Int(self.selected?.exists ?? 0), Self.maximumReserved))
             _ = try await connection.uidFetch(.all, items: Self.listingItems, sink: listing, retainingMessages: false)
             return .full(await listing.taken())
         }
