@@ -119,14 +119,11 @@ struct MailboxSync: Sendable {
         // when the other side has unpaired messages too, or after a
         // UIDVALIDITY change. Otherwise they wait: a first download of 60,000
         // messages would hold 60,000 of them (8 MB) from here to its last copy.
-        let unpaired = Sides { side in
-            let known = changed[side] ? [] : Set(pairs.compactMap { $0.keys[side] })
-            return loaded.listings[side].messages.contains { !known.contains($0.key) }
-        }
+        let known = Sides { side in changed[side] ? [] : Set(pairs.compactMap { $0.keys[side] }) }
+        let unpaired = Sides { side in loaded.listings[side].messages.contains { !known[side].contains($0.key) } }
         for side in Side.allCases {
             if changed.far || changed.near || unpaired[side.opposite] {
-                let known = changed[side] ? [] : Set(pairs.compactMap { $0.keys[side] })
-                try await withMessageIds(&loaded.listings[side], excluding: known, on: side)
+                try await withMessageIds(&loaded.listings[side], excluding: known[side], on: side)
             } else {
                 loaded.deferredMessageIds[side] = unpaired[side]
             }
@@ -194,11 +191,8 @@ struct MailboxSync: Sendable {
             while start < messages.endIndex {
                 let slice = start..<min(start + Self.messageIdSlice, messages.endIndex)
                 start = slice.upperBound
-                let keys = messages[slice].filter { $0.messageId == nil && !known.contains($0.key) && wanted($0) }.map(\.key)
-                guard !keys.isEmpty else { continue }
-                let ids = try await io(side, "fetching Message-IDs in \(names[side])") {
-                    try await stores[side].messageIds(for: keys, in: names[side])
-                }
+                let ids = try await messageIds(for: messages[slice].filter { $0.messageId == nil && !known.contains($0.key) && wanted($0) }
+                    .map(\.key), on: side)
                 for index in slice where messages[index].messageId == nil {
                     if let id = ids[messages[index].key] { messages[index].messageId = id }
                 }
@@ -213,6 +207,15 @@ struct MailboxSync: Sendable {
             listing = .full([])
             try await fill(&changed)
             listing = .delta(changed: changed, vanished: vanished)
+        }
+    }
+
+    /// The store's Message-IDs for `keys`, with the error naming the mailbox;
+    /// nothing is asked for no keys.
+    private func messageIds(for keys: [MessageKey], on side: Side) async throws -> [MessageKey: String] {
+        guard !keys.isEmpty else { return [:] }
+        return try await io(side, "fetching Message-IDs in \(names[side])") {
+            try await stores[side].messageIds(for: keys, in: names[side])
         }
     }
 
@@ -413,10 +416,7 @@ struct MailboxSync: Sendable {
             let tooLarge = copies.filter { !options.admits(size: $0.source.size) }
             // Named by Message-ID, which the user can search for; a deferred
             // one is read for these few.
-            let missing = tooLarge.filter { $0.source.messageId == nil }.map(\.source.key)
-            let ids = missing.isEmpty ? [:] : try await io(source, "fetching Message-IDs in \(names[source])") {
-                try await stores[source].messageIds(for: missing, in: names[source])
-            }
+            let ids = try await messageIds(for: tooLarge.filter { $0.source.messageId == nil }.map(\.source.key), on: source)
             for copy in tooLarge {
                 let name = copy.source.messageId ?? ids[copy.source.key] ?? "\(copy.source.key)"
                 report.notCopied.append(.messageTooLarge(account: account, mailbox: names[destination], side: destination,
@@ -447,14 +447,9 @@ struct MailboxSync: Sendable {
             start = end
             // Message-IDs deferred at load are read a batch at a time: the
             // state keeps each pair's, which later move detection matches.
-            let missing = batch.filter { $0.source.messageId == nil }.map(\.source.key)
-            if !missing.isEmpty {
-                let ids = try await io(source, "fetching Message-IDs in \(names[source])") {
-                    try await stores[source].messageIds(for: missing, in: names[source])
-                }
-                for index in batch.indices where batch[index].source.messageId == nil {
-                    batch[index].source.messageId = ids[batch[index].source.key]
-                }
+            let ids = try await messageIds(for: batch.filter { $0.source.messageId == nil }.map(\.source.key), on: source)
+            for index in batch.indices where batch[index].source.messageId == nil {
+                batch[index].source.messageId = ids[batch[index].source.key]
             }
             let pendings = try batch.map { copy in
                 PendingCopy(source: try columns.source(on: source, copy.source.key), flags: copy.flags, size: copy.source.size,
@@ -603,9 +598,7 @@ struct MailboxSync: Sendable {
         guard !remaining.isEmpty else { return found }
         let missingIds = candidates.filter { $0.messageId == nil && !used.contains($0.key) }.map(\.key)
         if !missingIds.isEmpty {
-            let ids = try await io(side, "fetching Message-IDs in \(names[side])") {
-                try await stores[side].messageIds(for: missingIds, in: names[side])
-            }
+            let ids = try await messageIds(for: missingIds, on: side)
             candidates = candidates.map { var message = $0; if message.messageId == nil { message.messageId = ids[message.key] }; return message }
         }
         var index = IdentityIndex(candidates.filter { !used.contains($0.key) })
