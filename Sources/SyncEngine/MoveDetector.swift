@@ -45,27 +45,41 @@ struct MoveDetector {
     var capabilities: Sides<StoreCapabilities>
     var writable: Sides<Bool>
 
-    private struct Identity: Hashable {
+    fileprivate struct Identity: Hashable {
         var messageId: String
         var size: Int64
     }
 
     /// What a vanished pair is matched by: its key where keys survive moves,
     /// else Message-ID and size.
-    private enum Match: Hashable {
+    fileprivate enum Match: Hashable {
         case key(MessageKey)
         case identity(Identity)
+    }
+
+    /// A paired message gone from its side in `mailbox`, and what a new
+    /// message elsewhere must carry to be it.
+    struct Vanished {
+        var mailbox: Int
+        var pair: StatePair
+        var otherMessage: MessageInfo
+        fileprivate var match: Match
     }
 
     /// Memory stays proportional to the vanished pairs, usually none: the
     /// big mailboxes' listings are only scanned, never indexed, and nothing
     /// is scanned at all when no pair vanished.
-    func detect(_ mailboxes: [Mailbox]) -> [Move] {
+    ///
+    /// `vanished` is `vanished(_:)` of these mailboxes, taken before their
+    /// deferred Message-IDs were read (which changes no pair and no paired
+    /// message); entries of a mailbox no longer among them are passed over.
+    func detect(_ mailboxes: [Mailbox], vanished all: Sides<[Vanished]>) -> [Move] {
         let eligible = Self.eligible(mailboxes)
         guard eligible.count > 1 else { return [] }
+        let present = Set(eligible.map(\.index))
         var moves: [Move] = []
         for side in Side.allCases where writable[side.opposite] {
-            let vanished = vanished(from: side, in: eligible)
+            let vanished = all[side].filter { present.contains($0.mailbox) }
             guard !vanished.isEmpty else { continue }
 
             // New, unpaired messages on `side` that match a vanished pair, in
@@ -99,16 +113,21 @@ struct MoveDetector {
     /// Per side, the sizes of vanished pairs that only a Message-ID can
     /// match. Unpaired messages of other sizes can never be their moved
     /// copies, so their deferred Message-IDs need not be read.
-    func identitySizes(_ mailboxes: [Mailbox]) -> Sides<Set<Int64>> {
-        let eligible = Self.eligible(mailboxes)
-        guard eligible.count > 1 else { return Sides(far: [], near: []) }
-        return Sides { side in
-            guard writable[side.opposite] else { return [] }
-            return Set(vanished(from: side, in: eligible).compactMap { entry in
+    static func identitySizes(_ vanished: Sides<[Vanished]>) -> Sides<Set<Int64>> {
+        vanished.map { entries in
+            Set(entries.compactMap { entry in
                 if case .identity(let identity) = entry.match { return identity.size }
                 return nil
             })
         }
+    }
+
+    /// Per side, the paired messages that can have been moved away from it:
+    /// none on a side whose opposite may not be written.
+    func vanished(_ mailboxes: [Mailbox]) -> Sides<[Vanished]> {
+        let eligible = Self.eligible(mailboxes)
+        guard eligible.count > 1 else { return Sides(far: [], near: []) }
+        return Sides { side in writable[side.opposite] ? vanished(from: side, in: eligible) : [] }
     }
 
     private static func eligible(_ mailboxes: [Mailbox]) -> [Mailbox] {
@@ -117,9 +136,9 @@ struct MoveDetector {
 
     /// Paired messages gone from `side` whose copy on the other side is
     /// still there: the only messages that can have been moved.
-    private func vanished(from side: Side, in eligible: [Mailbox]) -> [(mailbox: Int, pair: StatePair, otherMessage: MessageInfo, match: Match)] {
+    private func vanished(from side: Side, in eligible: [Mailbox]) -> [Vanished] {
         let other = side.opposite
-        var vanished: [(mailbox: Int, pair: StatePair, otherMessage: MessageInfo, match: Match)] = []
+        var vanished: [Vanished] = []
         for mailbox in eligible {
             let isPresent = Self.presence(in: mailbox.loaded.listings[side])
             let gone = mailbox.loaded.pairs.filter { pair in
@@ -139,7 +158,7 @@ struct MoveDetector {
                 } else {
                     continue
                 }
-                vanished.append((mailbox.index, pair, otherMessage, match))
+                vanished.append(Vanished(mailbox: mailbox.index, pair: pair, otherMessage: otherMessage, match: match))
             }
         }
         return vanished

@@ -139,9 +139,9 @@ public actor SyncEngine {
         // Phase 3: moves across mailboxes.
         let detector = MoveDetector(capabilities: Sides(far: await pool.capabilities(.far), near: await pool.capabilities(.near)),
                                     writable: options.direction.writable)
-        let sizes = detector.identitySizes(Self.detectable(loads))
-        await readDeferredMessageIds(&loads, workers: workers, sizes: sizes, pool: pool)
-        let moves = detector.detect(Self.detectable(loads))
+        let vanished = detector.vanished(Self.detectable(loads))
+        await readDeferredMessageIds(&loads, workers: workers, sizes: MoveDetector.identitySizes(vanished), pool: pool)
+        let moves = detector.detect(Self.detectable(loads), vanished: vanished)
         var ignoredPairs: [Int: Set<Int64>] = [:]
         var ignoredKeys: [Int: Sides<Set<MessageKey>>] = [:]
         if !moves.isEmpty {
