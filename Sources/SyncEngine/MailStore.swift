@@ -30,7 +30,7 @@ public enum MessageKey: Hashable, Sendable, Comparable, CustomStringConvertible 
     public static func < (lhs: MessageKey, rhs: MessageKey) -> Bool {
         switch (lhs, rhs) {
         case let (.uid(a), .uid(b)): a < b
-        case let (.name(a), .name(b)): a.utf8.lexicographicallyPrecedes(b.utf8)
+        case let (.name(a), .name(b)): a.utf8Precedes(b)
         case (.uid, .name): true
         case (.name, .uid): false
         }

@@ -88,9 +88,10 @@ struct MailboxSync: Sendable {
             ? SyncWatermark(uidValidity: record.farUidValidity, uidNext: record.farUidNext, highestModSeq: record.farHighestModSeq)
             : nil
         let nearMark: SyncWatermark? = (storedNear.scanToken != nil || storedNear.highestModSeq != nil) ? storedNear : nil
-        let listings = Sides(
+        var listings = Sides(
             far: try await list(.far, since: useDelta ? farMark : nil),
             near: try await list(.near, since: useDelta ? nearMark : nil))
+        if useDelta && absent == nil { try deltasAgainstState(&listings) }
 
         if !pending.isEmpty && !options.dryRun {
             try await resolvePending(pending, listings: listings)
@@ -129,6 +130,85 @@ struct MailboxSync: Sendable {
             }
         }
         return loaded
+    }
+
+    /// Turns each full listing into the delta it amounts to against the
+    /// state, when that delta is small: the messages whose key the state does
+    /// not hold or whose flags differ from the agreed ones, and the keys the
+    /// state holds that the listing lacks. That is what a store's own delta
+    /// says (a message not mentioned has the flags the state recorded), so
+    /// the reconciler decides the same; but when both sides are deltas only
+    /// the rows they mention are loaded. A Maildir changed by a mail reader
+    /// is listed in full by a new process (its snapshot died with the last
+    /// one): at 60,000 messages, its 100 flag changes would otherwise load
+    /// every row and build views over them, 25 MB of a run's peak.
+    ///
+    /// Only for sides whose keys sort as the state's index does (UIDs, Maildir
+    /// names), and only when the keys are trustworthy (the caller's
+    /// `useDelta`). A listing that differs from the state in more than a
+    /// quarter of its rows stays full: the rows would be read anyway, and
+    /// one query per 500 keys would be slower.
+    private func deltasAgainstState(_ listings: inout Sides<MessageListing>) throws {
+        let full = Side.allCases.filter { side in
+            if case .full = listings[side] { return side == .far || columns.kinds.near == .name }
+            return false
+        }
+        guard !full.isEmpty else { return }
+        let rows = try st { try state.pairCount(in: mailboxId) }
+        guard rows > 0 else { return }
+        for side in full {
+            guard case .full(let messages) = listings[side] else { continue }
+            let limit = max(Self.smallDelta, max(rows, messages.count) / 4)
+            let delta = try delta(of: messages, on: side, limit: limit)
+            if let delta { listings[side] = delta }
+            logger.debug(delta == nil ? "full listing differs from the state in too many messages; reconciled whole"
+                                      : "full listing compared with the state", metadata: [
+                "ferrymail.side": "\(side.rawValue)", "ferrymail.listed": "\(messages.count)",
+                "ferrymail.differing": "\(delta.map { "\($0.keys.count)" } ?? "over \(limit)")"])
+        }
+    }
+
+    /// Below this many keys a delta is always small enough.
+    static let smallDelta = 1024
+
+    /// One merge of the listing, taken in key order, with the state's keys
+    /// in the same order; nil once more than `limit` keys differ.
+    private func delta(of messages: [MessageInfo], on side: Side, limit: Int) throws -> MessageListing? {
+        let order = messages.positionsInKeyOrder()
+        var changed: [Int32] = []
+        var vanished: [MessageKey] = []
+        var next = order.startIndex
+        var small = true, ordered = true
+        var previous: MessageKey?
+        try st {
+            try state.forEachKeyWithFlags(in: mailboxId, far: side == .far) { uid, name, flags in
+                guard let key = uid.map(MessageKey.uid) ?? name.map(MessageKey.name) else { return true }
+                // The merge is only right if both run in one order; were the
+                // index's ever to differ, a present message would read as gone.
+                if let previous, !(previous < key) {
+                    ordered = false
+                    return false
+                }
+                previous = key
+                while next < order.endIndex, messages[Int(order[next])].key < key {
+                    changed.append(order[next])
+                    next += 1
+                }
+                // Equal by bytes, as the index orders them.
+                if next < order.endIndex, !(key < messages[Int(order[next])].key) {
+                    let message = messages[Int(order[next])]
+                    if FlagMerge.normalized(message.flags) != FlagMerge.normalized(flags) { changed.append(order[next]) }
+                    next += 1
+                } else {
+                    vanished.append(key)
+                }
+                small = changed.count + vanished.count <= limit
+                return small
+            }
+        }
+        changed.append(contentsOf: order[next...])
+        guard ordered, small, changed.count + vanished.count <= limit else { return nil }
+        return .delta(changed: changed.map { messages[Int($0)] }, vanished: vanished)
     }
 
     /// Finishes or abandons copies an interrupted run left pending.

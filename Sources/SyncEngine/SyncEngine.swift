@@ -336,6 +336,7 @@ public actor SyncEngine {
         case .loaded(let value):
             loaded = value
         }
+        report.pairsLoaded = loaded.pairs.count
         let sync = mailboxSync(work, stores: stores)
         do {
             let plan = try Reconciler.reconcile(sync.reconcileInput(loaded, ignoredPairs: ignoredPairs, ignoredKeys: ignoredKeys))

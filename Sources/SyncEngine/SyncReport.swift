@@ -48,6 +48,11 @@ public struct MailboxReport: Sendable, Equatable {
     public var movedIn = 0
     /// Skipped because its status proved nothing changed.
     public var skipped = false
+    /// State rows read whole to plan this mailbox: every row, unless both
+    /// sides' changes were known (a store's delta, or a full listing found
+    /// to differ from the state in a few messages); then only the rows those
+    /// changes mention, and the unfinished ones.
+    public var pairsLoaded = 0
     /// The plan, kept for dry runs.
     public var plan: Plan?
     public var error: SyncError?

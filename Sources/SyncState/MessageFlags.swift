@@ -27,7 +27,7 @@ public struct MessageFlags: Hashable, Sendable, Codable, DatabaseValueConvertibl
             let trimmed = name.trimmingCharacters(in: .whitespaces)
             return trimmed.isEmpty ? nil : trimmed
         }
-        self.names = Self.shared(Array(Set(cleaned)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+        self.names = Self.shared(Array(Set(cleaned)).sorted { $0.utf8Precedes($1) })
     }
 
     /// The sets most messages carry, allocated once: each message's own copy
@@ -50,7 +50,7 @@ public struct MessageFlags: Hashable, Sendable, Codable, DatabaseValueConvertibl
         for name in names {
             guard let first = name.utf8.first, let last = name.utf8.last,
                   first > 0x20, first < 0x80, last > 0x20, last < 0x80 else { return false }
-            if let previous, !previous.utf8.lexicographicallyPrecedes(name.utf8) { return false }
+            if let previous, !previous.utf8Precedes(name) { return false }
             previous = name
         }
         return true

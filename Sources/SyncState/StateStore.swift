@@ -333,6 +333,28 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// One side's key and the agreed flags of every row that has a key on
+    /// that side, in the order of the unique index on that key: far UIDs
+    /// ascending, near names by their UTF-8 bytes (SQLite's BINARY
+    /// collation). Only those two columns are read, so a caller can compare a
+    /// full listing with 100,000 rows without building them. The body
+    /// returns false to stop.
+    public func forEachKeyWithFlags(
+        in mailbox: Int64, far: Bool, _ body: (_ farUid: UInt32?, _ nearName: String?, _ flags: MessageFlags) -> Bool
+    ) throws(StateError) {
+        let key = far ? "farUid" : "nearName"
+        let sql = "SELECT \(key), flags FROM \(MessagePairRecord.databaseTableName) "
+            + "WHERE mailboxPairId = ? AND \(key) IS NOT NULL ORDER BY \(key)"
+        try read { db in
+            let rows = try Row.fetchCursor(db, sql: sql, arguments: [mailbox])
+            while let row = try rows.next() {
+                let flags: MessageFlags = row[1] ?? .none
+                let goOn = far ? body(row[0], nil, flags) : body(nil, row[0], flags)
+                if !goOn { break }
+            }
+        }
+    }
+
     private static func pairsRequest(in mailbox: Int64) -> QueryInterfaceRequest<MessagePairRecord> {
         MessagePairRecord
             .filter(MessagePairRecord.Columns.mailboxPairId == mailbox)
@@ -365,7 +387,7 @@ public final class StateStore: Sendable {
                 if a.farUid != b.farUid { return (a.farUid.map(Int64.init) ?? -1) < (b.farUid.map(Int64.init) ?? -1) }
                 guard a.nearName != b.nearName, let y = b.nearName else { return false }
                 guard let x = a.nearName else { return true }
-                return x.utf8.lexicographicallyPrecedes(y.utf8)
+                return x.utf8Precedes(y)
             }
         }
     }

@@ -145,6 +145,62 @@ struct EngineRuleTests {
         #expect(try await world.sync().moves.map(\.movedOn) == [.far])
     }
 
+    // MARK: Full listings compared with the state
+
+    /// Stores that list every message on every run, as a Maildir does in a
+    /// new process and an IMAP server without CONDSTORE does.
+    static func fullListingWorld() throws -> World {
+        var far = MemoryStore.Configuration.imap, near = MemoryStore.Configuration.maildir
+        far.delta = false
+        near.delta = false
+        return try World(far: far, near: near)
+    }
+
+    @Test func fullListingsThatDifferInAFewMessagesLoadOnlyTheirRows() async throws {
+        let world = try Self.fullListingWorld()
+        for index in 0..<40 { await world.far.deliver(body("m\(index)"), to: "INBOX") }
+        #expect(try await world.sync().mailbox("INBOX")?.pairsLoaded == 0, "a first sync has no rows")
+
+        await world.setFlags("m3", on: .near, to: ["\\Seen"])
+        await world.setFlags("m7", on: .near, to: ["\\Flagged"])
+        await world.delete("m9", on: .near)
+        await world.setFlags("m20", on: .far, to: ["\\Answered"])
+        await world.far.deliver(body("new"), to: "INBOX")
+        let report = try #require(try await world.sync().mailbox("INBOX"))
+        #expect(report.error == nil)
+        #expect(report.pairsLoaded == 4, "the rows of m3, m7, m9 and m20; the new message has none")
+        #expect(report.flagsChanged == Sides(far: 2, near: 1))
+        #expect(report.deleted == Sides(far: 1, near: 0))
+        #expect(report.copied == Sides(far: 0, near: 1))
+        let snapshot = await world.snapshot()
+        #expect(snapshot.far == snapshot.near)
+        #expect(snapshot.far["INBOX"]?.count == 40)
+        #expect(snapshot.far["INBOX"]?["m7"] == [["\\Flagged"]])
+        #expect(snapshot.far["INBOX"]?["m20"] == [["\\Answered"]])
+        #expect(snapshot.far["INBOX"]?["m9"] == nil)
+
+        let quiet = try await world.sync()
+        expectNothingChanged(quiet)
+        #expect(quiet.mailbox("INBOX")?.pairsLoaded == 0)
+    }
+
+    @Test func fullListingsThatDifferInMostMessagesSyncEveryChange() async throws {
+        let world = try Self.fullListingWorld()
+        // More than the 1,024 keys a delta may always mention, and more
+        // than a quarter of the rows.
+        let count = 1200
+        for index in 0..<count { await world.far.deliver(body("m\(index)"), to: "INBOX") }
+        try await world.sync()
+        for message in await world.near.contents()["INBOX"] ?? [] {
+            await world.near.replaceFlags(of: message.key, in: "INBOX", with: ["\\Seen"])
+        }
+
+        let report = try #require(try await world.sync().mailbox("INBOX"))
+        #expect(report.pairsLoaded == count)
+        #expect(report.flagsChanged == Sides(far: count, near: 0))
+        #expect(await world.snapshot().far["INBOX"]?.values.allSatisfy { $0 == [["\\Seen"]] } == true)
+    }
+
     // MARK: Modes
 
     @Test func dryRunChangesNothing() async throws {
