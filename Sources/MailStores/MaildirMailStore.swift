@@ -179,7 +179,7 @@ public actor MaildirMailStore: MailStore {
             exact.insert(mailbox)
             snapshots[mailbox] = (Self.text(scan.token), names)
             guard let baseline else { return .full(messages) }
-            let vanished = baseline.baseNames.filter { !names.contains($0) }.sorted().map { MessageKey.name($0) }
+            let vanished = baseline.baseNames(missingFrom: names).sorted().map { MessageKey.name($0) }
             return .delta(changed: messages, vanished: vanished)
         }
     }
@@ -205,7 +205,7 @@ public actor MaildirMailStore: MailStore {
             var count = 0, matching = true
             token = try folder.forEachMessageFileName { fileName, baseEnd in
                 count += 1
-                if matching && !expected.holds(base: String(fileName[..<baseEnd]), fileName: fileName) { matching = false }
+                if matching && !expected.holds(fileName: fileName, baseEnd: baseEnd) { matching = false }
             }
             guard token.isSettled, matching, count == expected.count else { return nil }
             let text = Self.text(token)
@@ -569,39 +569,5 @@ enum BlockingIO {
 
     static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await pool.runIfActive(body)
-    }
-}
-
-/// A folder's file names by base name. Each is kept as the part after its
-/// base name (`:2,FS`), which fits in a string's inline storage, so a folder
-/// of 100,000 messages holds its base names once instead of twice (about
-/// 6 MB less at that size).
-struct FolderFiles: Sendable {
-    private var infos: [String: String] = [:]
-
-    init(minimumCapacity: Int = 0) { infos.reserveCapacity(minimumCapacity) }
-
-    var count: Int { infos.count }
-    var baseNames: Dictionary<String, String>.Keys { infos.keys }
-    func contains(_ base: String) -> Bool { infos[base] != nil }
-
-    /// The whole file name (without its `cur/` or `new/`).
-    subscript(base: String) -> String? {
-        get { infos[base].map { $0.hasPrefix("/") ? String($0.dropFirst()) : base + $0 } }
-        set { infos[base] = newValue.map { Self.info(of: $0, base: base) } }
-    }
-
-    /// `fileName` is this base name's file, without building the name.
-    func holds(base: String, fileName: String) -> Bool {
-        guard let info = infos[base] else { return false }
-        return Self.info(of: fileName, base: base) == info
-    }
-
-    /// A name that does not start with its base name (never made by this
-    /// store, but kept exactly if it were) is stored whole behind a `/`,
-    /// which no file name contains.
-    private static func info(of fileName: String, base: String) -> String {
-        guard fileName.utf8.starts(with: base.utf8) else { return "/" + fileName }
-        return String(Substring(fileName.utf8.dropFirst(base.utf8.count)))
     }
 }

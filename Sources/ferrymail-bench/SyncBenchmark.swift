@@ -133,14 +133,24 @@ enum SyncBenchmark {
         let mbsync = withMbsync && FileManager.default.isExecutableFile(atPath: "/usr/bin/mbsync")
         if !mbsync { print(withMbsync ? "sync: mbsync not installed (apt-get install isync): measuring Ferrymail only" : "sync: --no-mbsync: measuring Ferrymail only") }
 
-        func round(_ name: String) throws {
-            let ours = try measure([ferrymail, "sync", "--config", config])
-            var line = "sync " + name.padding(toLength: 22, withPad: " ", startingAt: 0)
-                + String(format: " ferrymail %6.2f s %5.1f MB", ours.seconds, ours.maxRSSMegabytes)
+        /// One round of both tools; with `repeats`, each tool runs that many
+        /// times, alternating, and the median time is shown: a single no-op
+        /// of 0.1 s varies by more than itself on a shared machine.
+        func round(_ name: String, repeats: Int = 1) throws {
+            var ours: [Measurement] = [], theirs: [Measurement] = []
+            for _ in 0..<repeats {
+                ours.append(try measure([ferrymail, "sync", "--config", config]))
+                if mbsync { theirs.append(try measure(["/usr/bin/mbsync", "-c", mbsyncrc, "-a", "-q"])) }
+            }
+            func median(_ runs: [Measurement]) -> Measurement { runs.sorted { $0.seconds < $1.seconds }[runs.count / 2] }
+            let label = repeats > 1 ? "\(name) (median of \(repeats))" : name
+            let mine = median(ours)
+            var line = "sync " + label.padding(toLength: 22, withPad: " ", startingAt: 0)
+                + String(format: " ferrymail %6.2f s %5.1f MB", mine.seconds, ours.map(\.maxRSSMegabytes).max() ?? 0)
             if mbsync {
-                let theirs = try measure(["/usr/bin/mbsync", "-c", mbsyncrc, "-a", "-q"])
-                line += String(format: " | mbsync %6.2f s %5.1f MB | ×%.1f", theirs.seconds, theirs.maxRSSMegabytes,
-                               theirs.seconds / max(ours.seconds, 0.0001))
+                let other = median(theirs)
+                line += String(format: " | mbsync %6.2f s %5.1f MB | ×%.1f", other.seconds, theirs.map(\.maxRSSMegabytes).max() ?? 0,
+                               other.seconds / max(mine.seconds, 0.0001))
             }
             print(line)
         }
@@ -170,7 +180,7 @@ enum SyncBenchmark {
         // scan token was taken while the directory was still settling); the
         // second one shows the steady state, where unchanged folders are skipped.
         try round("no-op")
-        try round("no-op, steady state")
+        try round("no-op, steady state", repeats: 5)
         if hold {
             print("sync: holding; config \(config), mbsyncrc \(mbsyncrc). Press Enter to tear down.")
             _ = readLine()

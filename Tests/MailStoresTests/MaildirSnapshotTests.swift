@@ -89,6 +89,53 @@ struct MaildirSnapshotTests {
         #expect(files.count == 2 && !files.contains("odd") && files.baseNames.sorted() == ["1795790911.M338573P16185Q1875.vm,S=60005", "plain"])
     }
 
+    @Test("file names agree with a dictionary through growth, renames, removals and compaction")
+    func folderFilesAgreeWithADictionary() {
+        var generator = SystemRandomNumberGenerator()
+        var files = FolderFiles(minimumCapacity: 10)
+        var model: [String: String] = [:]
+        // Few distinct names, so the same ones are renamed and removed often
+        // (dead records pile up and are compacted; runs of the table shift).
+        let bases = (0..<3000).map { "17957909\($0 % 7).M\($0)P16185Q\($0 % 13).vm,S=\($0 * 31)" }
+        let suffixes = [":2,", ":2,S", ":2,FS", ":2,DFRST", ""]
+        for step in 0..<40_000 {
+            let base = bases[Int.random(in: 0..<(step < 6000 ? 300 : bases.count), using: &generator)]
+            switch Int.random(in: 0..<10, using: &generator) {
+            case 0..<3:
+                files[base] = nil
+                model[base] = nil
+            case 3:
+                let odd = "other\(step):2,S"
+                files[base] = odd
+                model[base] = odd
+            default:
+                let name = base + suffixes[Int.random(in: 0..<suffixes.count, using: &generator)]
+                files[base] = name
+                model[base] = name
+            }
+        }
+        #expect(files.count == model.count)
+        let sameNames = Set(files.baseNames) == Set(model.keys)
+        #expect(sameNames)
+        var wrong = 0
+        for base in bases {
+            if files[base] != model[base] || files.contains(base) != (model[base] != nil) { wrong += 1 }
+            if let name = model[base] {
+                if !files.holds(base: base, fileName: name) || files.holds(base: base, fileName: name + "x") { wrong += 1 }
+                if !name.hasPrefix("other"), !files.holds(fileName: name, baseEnd: name.index(name.startIndex, offsetBy: base.count)) {
+                    wrong += 1
+                }
+            }
+        }
+        #expect(wrong == 0)
+        var fewer = files
+        let gone = Array(model.keys.prefix(25))
+        for base in gone { fewer[base] = nil }
+        let missing = Set(files.baseNames(missingFrom: fewer)) == Set(gone)
+        #expect(missing)
+        #expect(files.count == model.count, "a copy's removals leave the original alone")
+    }
+
     @Test("a folder changed only by this store settles to a new token, and that token then lists as unchanged")
     func ownChangesSettle() async throws {
         let (store, directory, keys) = try await storeWithOwnChanges()
