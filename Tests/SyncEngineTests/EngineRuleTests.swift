@@ -284,6 +284,24 @@ struct EngineRuleTests {
         #expect(report.mailbox("INBOX")?.copied.near == 1)
     }
 
+    @Test func aSideTheRunDidNotWriteToIsNotSelectedAgainToProveItsStatus() async throws {
+        // IMAP on both sides: the near side proves its own changes by
+        // MODSEQ, so a run that leaves both sides settled is seen as such.
+        let world = try World(far: .imap, near: .imap)
+        await world.far.deliver(body("a"), to: "INBOX")
+        try await world.sync()
+        await world.far.deliver(body("b"), to: "INBOX")
+        let farSelects = await world.far.selectCount["INBOX"] ?? 0
+        let report = try await world.sync()
+        #expect(report.mailbox("INBOX")?.copied.near == 1)
+        #expect(await world.far.selectCount["INBOX"] == farSelects + 1, "selected to be listed, and not again")
+        // The status the listing was taken at is committed: the next run
+        // finds both sides where this one left them.
+        let next = try await world.sync()
+        #expect(next.mailbox("INBOX")?.skipped == true)
+        #expect(await world.far.selectCount["INBOX"] == farSelects + 1)
+    }
+
     @Test func mailboxPairsRunConcurrentlyOnAtMostNHandles() async throws {
         let names = (1...6).map { "Box\($0)" }
         let world = try World(mailboxes: Dictionary(uniqueKeysWithValues: names.map { ($0, nil) }))
