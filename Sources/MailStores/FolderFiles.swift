@@ -125,6 +125,21 @@ struct FolderFiles: Sendable {
         }
     }
 
+    /// Records `fileName` under the base name ending at `baseEnd`, unless
+    /// that base name is held already.
+    mutating func insertIfAbsent(fileName: String, baseEnd: String.Index) {
+        let base = fileName.utf8[..<baseEnd]
+        guard find(base) == nil else { return }
+        if (count + 1) * 2 > table.count { rebuild(tableSize: max(16, table.count * 2)) }
+        let baseLength = base.count
+        precondition(baseLength < 0x7fff && fileName.utf8.count < 0x7fff, "file names are at most 255 bytes")
+        records.append(Record(start: UInt32(bytes.count), baseLength: UInt16(baseLength),
+                              restLength: UInt16(fileName.utf8.count - baseLength)))
+        bytes.append(contentsOf: fileName.utf8)
+        place(records.count - 1)
+        count += 1
+    }
+
     private mutating func insert(base: String, fileName: String) {
         let baseLength = base.utf8.count, nameLength = fileName.utf8.count
         precondition(baseLength < 0x7fff && nameLength < 0x7fff, "file names are at most 255 bytes")

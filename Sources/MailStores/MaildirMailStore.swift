@@ -427,11 +427,14 @@ public actor MaildirMailStore: MailStore {
     /// and the folder can settle at the end of the run like a scanned one.
     private func ensureHints(_ mailbox: String, _ folder: MaildirFolder) throws {
         guard hints[mailbox] == nil else { return }
-        let scan = try folder.scan()
-        var names = FolderFiles(minimumCapacity: scan.entries.count)
-        for entry in scan.entries { names[entry.baseName] = entry.fileName }
+        // Names only: no entries built, as `scan()` would (5 MB for 60,000
+        // files), and the first file of a base name wins, as in a scan.
+        var names = FolderFiles()
+        let scanned = try folder.forEachMessageFileName { fileName, baseEnd in
+            names.insertIfAbsent(fileName: fileName, baseEnd: baseEnd)
+        }
         hints[mailbox] = names
-        let token = Self.text(scan.token)
+        let token = Self.text(scanned)
         if token == unchangedAt[mailbox], Self.text(try folder.scanToken()) == token {
             exact.insert(mailbox)
             snapshots[mailbox] = (token, names)

@@ -128,6 +128,15 @@ struct MaildirSnapshotTests {
             }
         }
         #expect(wrong == 0)
+        // Names read from a directory: the first file of a base name wins.
+        var listed = FolderFiles()
+        for (base, name) in model where !name.hasPrefix("other") {
+            listed.insertIfAbsent(fileName: name, baseEnd: name.index(name.startIndex, offsetBy: base.count))
+            let later = base + ":2,T"
+            listed.insertIfAbsent(fileName: later, baseEnd: later.index(later.startIndex, offsetBy: base.count))
+        }
+        let firstWins = model.filter { !$0.value.hasPrefix("other") }.allSatisfy { listed[$0.key] == $0.value }
+        #expect(firstWins && listed.count == model.values.filter { !$0.hasPrefix("other") }.count)
         var fewer = files
         let gone = Array(model.keys.prefix(25))
         for base in gone { fewer[base] = nil }
