@@ -141,7 +141,7 @@ struct MailboxSync: Sendable {
     /// the rows they mention are loaded. A Maildir changed by a mail reader
     /// is listed in full by a new process (its snapshot died with the last
     /// one): at 60,000 messages, its 100 flag changes would otherwise load
-    /// every row and build views over them, 25 MB of a run's peak.
+    /// every row and build views over them, about 20 MB of the run's peak.
     ///
     /// Only for sides whose keys sort as the state's index does (UIDs, Maildir
     /// names), and only when the keys are trustworthy (the caller's
