@@ -144,12 +144,14 @@ public actor SyncEngine {
         let moves = detector.detect(Self.detectable(loads), vanished: vanished)
         var ignoredPairs: [Int: Set<Int64>] = [:]
         var ignoredKeys: [Int: Sides<Set<MessageKey>>] = [:]
+        var movedIn: [Int: Int] = [:]
         if !moves.isEmpty {
             if options.dryRun {
                 for move in moves {
                     ignoredPairs[move.from, default: []].insert(move.pair.id)
                     ignoredKeys[move.to, default: Sides(far: [], near: [])][move.movedOn].insert(move.newKey)
                     report.moves.append(move.report(workers))
+                    movedIn[move.to, default: 0] += 1
                 }
             } else {
                 let stores = try await pool.acquire()
@@ -158,6 +160,7 @@ public actor SyncEngine {
                     do {
                         try await execute(move, workers: workers, stores: stores)
                         report.moves.append(move.report(workers))
+                        movedIn[move.to, default: 0] += 1
                     } catch let error as SyncError {
                         report.errors.append(error)
                     } catch {
@@ -225,6 +228,7 @@ public actor SyncEngine {
             results[index] = result
         }
         report.mailboxes = results.map { $0! }
+        for (index, count) in movedIn { report.mailboxes[index].movedIn += count }
         logger.debug("propagated", metadata: ["ferrymail.elapsed": "\(elapsed())"])
     }
 

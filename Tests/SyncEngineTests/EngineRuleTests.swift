@@ -97,6 +97,8 @@ struct EngineRuleTests {
         #expect(report.moves.map(\.movedOn) == [.near])
         #expect(report.mailboxes.allSatisfy { $0.copied == Sides(far: 0, near: 0) && $0.deleted == Sides(far: 0, near: 0) },
                 "a move, not an upload and a delete")
+        #expect(report.mailbox("Archive")?.movedIn == 1)
+        #expect(report.mailbox("INBOX")?.movedIn == 0)
     }
 
     @Test(arguments: [true, false])
