@@ -130,38 +130,40 @@ struct FolderFiles: Sendable {
     mutating func insertIfAbsent(fileName: String, baseEnd: String.Index) {
         let base = fileName.utf8[..<baseEnd]
         guard find(base) == nil else { return }
-        if (count + 1) * 2 > table.count { rebuild(tableSize: max(16, table.count * 2)) }
-        let baseLength = base.count
-        precondition(baseLength < 0x7fff && fileName.utf8.count < 0x7fff, "file names are at most 255 bytes")
-        records.append(Record(start: UInt32(bytes.count), baseLength: UInt16(baseLength),
-                              restLength: UInt16(fileName.utf8.count - baseLength)))
-        bytes.append(contentsOf: fileName.utf8)
-        place(records.count - 1)
+        if (count + 1) * 2 > table.count { rebuild(tableSize: table.count * 2) }
+        place(append(base: base, rest: fileName.utf8[baseEnd...], wholeName: false))
         count += 1
     }
 
     private mutating func insert(base: String, fileName: String) {
-        let baseLength = base.utf8.count, nameLength = fileName.utf8.count
-        precondition(baseLength < 0x7fff && nameLength < 0x7fff, "file names are at most 255 bytes")
         let prefixed = fileName.utf8.starts(with: base.utf8)
-        let rest = prefixed ? fileName.utf8.dropFirst(baseLength) : fileName.utf8[...]
+        let rest = prefixed ? fileName.utf8.dropFirst(base.utf8.count) : fileName.utf8[...]
         let existing = find(base.utf8)
         if let (old, _) = existing {
             retire(old)
         } else if (count + 1) * 2 > table.count {
             rebuild(tableSize: table.count * 2)
         }
-        records.append(Record(start: UInt32(bytes.count), baseLength: UInt16(baseLength),
-                              restLength: UInt16(rest.count) | (prefixed ? 0 : 0x8000)))
-        bytes.append(contentsOf: base.utf8)
-        bytes.append(contentsOf: rest)
+        let index = append(base: base.utf8, rest: rest, wholeName: !prefixed)
         if let (_, slot) = existing {
-            table[slot] = UInt32(records.count)
+            table[slot] = UInt32(index + 1)
         } else {
-            place(records.count - 1)
+            place(index)
             count += 1
         }
         if deadBytes > 4096 && deadBytes * 2 > bytes.count { rebuild(tableSize: table.count) }
+    }
+
+    /// Appends a record and its bytes, not yet in the table; returns its index.
+    private mutating func append(base: some Collection<UInt8>, rest: some Collection<UInt8>, wholeName: Bool) -> Int {
+        let baseLength = base.count, restLength = rest.count
+        let nameLength = wholeName ? restLength : baseLength + restLength
+        precondition(baseLength < 0x7fff && nameLength < 0x7fff, "file names are at most 255 bytes")
+        records.append(Record(start: UInt32(bytes.count), baseLength: UInt16(baseLength),
+                              restLength: UInt16(restLength) | (wholeName ? 0x8000 : 0)))
+        bytes.append(contentsOf: base)
+        bytes.append(contentsOf: rest)
+        return records.count - 1
     }
 
     private mutating func remove(_ base: String) {

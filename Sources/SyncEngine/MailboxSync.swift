@@ -91,7 +91,7 @@ struct MailboxSync: Sendable {
         var listings = Sides(
             far: try await list(.far, since: useDelta ? farMark : nil),
             near: try await list(.near, since: useDelta ? nearMark : nil))
-        if useDelta && absent == nil { try deltasAgainstState(&listings) }
+        let rowCount = useDelta && absent == nil ? try deltasAgainstState(&listings) : nil
 
         if !pending.isEmpty && !options.dryRun {
             try await resolvePending(pending, listings: listings)
@@ -103,7 +103,7 @@ struct MailboxSync: Sendable {
         var unloaded = 0
         if case .delta = listings.far, case .delta = listings.near {
             let records = try rows(mentioning: listings.map(\.keys))
-            unloaded = try st { try state.pairCount(in: mailboxId) } - records.count
+            unloaded = try (rowCount ?? st { try state.pairCount(in: mailboxId) }) - records.count
             pairs = records.filter { !$0.status.isPendingCopy }.map(columns.statePair)
         } else {
             // Row by row: a large mailbox's rows are not held twice.
@@ -147,15 +147,16 @@ struct MailboxSync: Sendable {
     /// names), and only when the keys are trustworthy (the caller's
     /// `useDelta`). A listing that differs from the state in more than a
     /// quarter of its rows stays full: the rows would be read anyway, and
-    /// one query per 500 keys would be slower.
-    private func deltasAgainstState(_ listings: inout Sides<MessageListing>) throws {
+    /// one query per 500 keys would be slower. Returns the state's row count
+    /// when it had to count them, for the caller's mass-deletion figures.
+    private func deltasAgainstState(_ listings: inout Sides<MessageListing>) throws -> Int? {
         let full = Side.allCases.filter { side in
             if case .full = listings[side] { return side == .far || columns.kinds.near == .name }
             return false
         }
-        guard !full.isEmpty else { return }
+        guard !full.isEmpty else { return nil }
         let rows = try st { try state.pairCount(in: mailboxId) }
-        guard rows > 0 else { return }
+        guard rows > 0 else { return rows }
         for side in full {
             guard case .full(let messages) = listings[side] else { continue }
             let limit = max(Self.smallDelta, max(rows, messages.count) / 4)
@@ -166,6 +167,7 @@ struct MailboxSync: Sendable {
                 "ferrymail.side": "\(side.rawValue)", "ferrymail.listed": "\(messages.count)",
                 "ferrymail.differing": "\(delta.map { "\($0.keys.count)" } ?? "over \(limit)")"])
         }
+        return rows
     }
 
     /// Below this many keys a delta is always small enough.
