@@ -491,27 +491,34 @@ public final class StateStore: Sendable {
     /// each means the engine's view of the mailbox is wrong.
     public func completeCopies(_ completions: [CopyCompletion]) throws(StateError) {
         try write { db in
-            let now = Date()
+            // Two prepared UPDATEs with the timestamp converted once, not a
+            // fetch and a `Codable` update per row: every message of a first
+            // download passes through here, and GRDB parses and formats each
+            // row's `Date` with a `DateFormatter`.
+            let now = Date().databaseValue
+            let toFar = try db.cachedStatement(sql: """
+                UPDATE messagePair SET farUid = ?, status = 'paired', transferId = NULL, updatedAt = ?
+                WHERE transferId = ? AND status = 'pendingToFar'
+                """)
+            let toNear = try db.cachedStatement(sql: """
+                UPDATE messagePair SET nearName = ?, status = 'paired', transferId = NULL, updatedAt = ?
+                WHERE transferId = ? AND status = 'pendingToNear'
+                """)
             for completion in completions {
-                guard var record = try MessagePairRecord
-                    .filter(MessagePairRecord.Columns.transferId == completion.transferId)
-                    .fetchOne(db), record.status.isPendingCopy
+                switch completion.destination {
+                case .far(let uid): try toFar.execute(arguments: [uid, now, completion.transferId])
+                case .near(let name): try toNear.execute(arguments: [name, now, completion.transferId])
+                }
+                if db.changesCount == 1 { continue }
+                // Nothing updated: say whether the id is unknown or names a copy the other way.
+                guard let statusText = try String.fetchOne(db, sql: "SELECT status FROM messagePair WHERE transferId = ?",
+                                                           arguments: [completion.transferId]),
+                      let status = MessagePairStatus(rawValue: statusText), status.isPendingCopy
                 else {
                     throw StateError.unknownTransfer(completion.transferId)
                 }
-                switch (completion.destination, record.status) {
-                case (.far(let uid), .pendingToFar):
-                    record.farUid = uid
-                case (.near(let name), .pendingToNear):
-                    record.nearName = name
-                default:
-                    throw StateError.conflict(
-                        "transfer \(completion.transferId) is \(record.status.rawValue) but was completed with \(completion.destination)")
-                }
-                record.status = .paired
-                record.transferId = nil
-                record.updatedAt = now
-                try record.update(db)
+                throw StateError.conflict(
+                    "transfer \(completion.transferId) is \(status.rawValue) but was completed with \(completion.destination)")
             }
         }
     }
