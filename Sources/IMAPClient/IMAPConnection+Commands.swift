@@ -40,15 +40,27 @@ extension IMAPConnection {
     /// LIST with the RFC 5258/5819/6154 options the server supports. Asked-for STATUS
     /// items are fetched with LIST-STATUS when offered, else with one STATUS per
     /// selectable mailbox (pipelined), so callers get the same result either way.
-    public func list(reference: String = "", pattern: String = "*", options: ListOptions = ListOptions()) async throws -> [ListedMailbox] {
+    ///
+    /// `inboxStatusFirst` asks INBOX's STATUS ahead of the LIST, in the same
+    /// flight, and every other mailbox's after it, instead of LIST-STATUS.
+    /// Dovecot (with its default `mailbox_list_index = yes`) answers that
+    /// STATUS from INBOX's index, but once a LIST has walked the mailbox list
+    /// it re-reads INBOX's whole Maildir uidlist for every STATUS of it: 45 ms
+    /// against under 1 ms for a 60,000-message INBOX, measured. It costs one
+    /// more round trip than LIST-STATUS.
+    public func list(reference: String = "", pattern: String = "*", options: ListOptions = ListOptions(),
+                     inboxStatusFirst: Bool = false) async throws -> [ListedMailbox] {
         var wireOptions = options
         let extended = capabilities.contains(.listExtended)
         if !extended {
             wireOptions = ListOptions()
         } else {
             if !capabilities.contains(.specialUse) { wireOptions.returnSpecialUse = false; wireOptions.selectSpecialUse = false }
-            if !capabilities.contains(.listStatus) { wireOptions.returnStatus = [] }
+            if !capabilities.contains(.listStatus) || inboxStatusFirst { wireOptions.returnStatus = [] }
         }
+        let statusItems = options.returnStatus.filter { $0 != .highestModSeq || capabilities.contains(.condStore) }
+        let inboxFirst = inboxStatusFirst && !statusItems.isEmpty
+            ? try submit(.status(.inbox, statusItems), role: .status) : nil
         let outcome = try await run(.list(reference: try mailboxName(reference), pattern: try mailboxName(pattern), options: wireOptions),
                                     role: .list)
         var statuses: [MailboxName: MailboxStatus] = [:]
@@ -60,17 +72,26 @@ extension IMAPConnection {
             default: break
             }
         }
-        if !options.returnStatus.isEmpty && wireOptions.returnStatus.isEmpty {
+        var inboxStatus: MailboxStatus?
+        if let inboxFirst {
+            let outcome = try await completion(of: inboxFirst, throwOnNo: false)
+            for case .status(_, let status) in outcome.untagged { inboxStatus = status }
+        }
+        if !statusItems.isEmpty && wireOptions.returnStatus.isEmpty {
             var pending: [(MailboxName, CommandID)] = []
-            for entry in result where !entry.attributes.contains(.noSelect) && !entry.attributes.contains(.nonExistent) {
-                pending.append((entry.entry.name, try submit(.status(entry.entry.name, options.returnStatus), role: .status)))
+            for entry in result where !entry.attributes.contains(.noSelect) && !entry.attributes.contains(.nonExistent)
+                && !(inboxFirst != nil && entry.entry.name.isInbox) {
+                pending.append((entry.entry.name, try submit(.status(entry.entry.name, statusItems), role: .status)))
             }
             for (name, id) in pending {
                 let outcome = try await completion(of: id, throwOnNo: false)
                 for case .status(_, let status) in outcome.untagged { statuses[name] = status }
             }
         }
-        for index in result.indices { result[index].status = statuses[result[index].entry.name] }
+        for index in result.indices {
+            let name = result[index].entry.name
+            result[index].status = inboxFirst != nil && name.isInbox ? inboxStatus : statuses[name]
+        }
         return result
     }
 

@@ -41,13 +41,20 @@ extension IMAPConnection {
             return
         }
 
+        // ENABLE and ID in one flight: neither depends on the other.
         let toEnable = SessionPolicy.extensionsToEnable(capabilities)
-        if !toEnable.isEmpty {
-            let outcome = try await run(.enable(toEnable), role: .enable, throwOnNo: false)
+        let enable = toEnable.isEmpty ? nil : try submit(.enable(toEnable), role: .enable)
+        var identify: CommandID?
+        if let clientID = configuration.clientID, capabilities.contains(.id) {
+            identify = try submit(.id(clientID), role: .id)
+        }
+        if let enable {
+            let outcome = try await completion(of: enable, throwOnNo: false)
             for case .enabled(let caps) in outcome.untagged { markEnabled(caps) }
         }
-        if let clientID = configuration.clientID, capabilities.contains(.id) {
-            _ = try await run(.id(clientID), role: .id, throwOnNo: false)
+        if let identify {
+            let outcome = try await completion(of: identify, throwOnNo: false)
+            for case .id(let fields?) in outcome.untagged { serverID = fields }
         }
         if SessionPolicy.shouldCompress(configured: configuration.compress, capabilities: capabilities) {
             let outcome = try await run(.compress, role: .compress, throwOnNo: false)

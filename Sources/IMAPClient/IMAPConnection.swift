@@ -24,6 +24,10 @@ public actor IMAPConnection {
     /// Extensions the server confirmed with `* ENABLED`.
     public private(set) var enabledExtensions: Set<Capability> = []
     public internal(set) var isCompressionActive = false
+    /// The server's answer to ID (RFC 2971), e.g. `["name": "Dovecot"]`; nil
+    /// when not asked or not offered. Only used to pick a faster strategy,
+    /// never to decide what is correct.
+    public internal(set) var serverID: [String: String]?
     public internal(set) var isTLSActive: Bool
     /// The session ended; further commands fail with this error.
     public private(set) var terminationError: IMAPClientError?

@@ -9,6 +9,8 @@ public struct FastPaths: Sendable, Hashable {
     public enum FolderStatus: String, Sendable, Hashable {
         case listStatus = "LIST-STATUS (all folders in one round trip)"
         case statusPerFolder = "STATUS per folder (pipelined)"
+        /// Dovecot: see `IMAPConnection.list(…, inboxStatusFirst:)`.
+        case inboxStatusFirst = "STATUS per folder (pipelined), INBOX's before LIST (Dovecot answers it from its index)"
     }
     /// How a changed folder's flag changes and expunges are loaded.
     public enum ChangeLoading: String, Sendable, Hashable {
@@ -45,8 +47,14 @@ public struct FastPaths: Sendable, Hashable {
     /// APPEND reports the new UID (APPENDUID), so an upload is paired without searching.
     public var appendUID: Bool
 
-    public init(capabilities: Set<Capability>, enabled: Set<Capability> = [], compressionActive: Bool = false) {
-        folderStatus = capabilities.contains(.listStatus) ? .listStatus : .statusPerFolder
+    /// `serverName`: the `name` field of the server's ID response.
+    public init(capabilities: Set<Capability>, enabled: Set<Capability> = [], compressionActive: Bool = false,
+                serverName: String? = nil) {
+        if serverName?.lowercased() == "dovecot" {
+            folderStatus = .inboxStatusFirst
+        } else {
+            folderStatus = capabilities.contains(.listStatus) ? .listStatus : .statusPerFolder
+        }
         if capabilities.contains(.qresync) && (enabled.isEmpty || enabled.contains(.qresync)) {
             changeLoading = .qresync
         } else if capabilities.contains(.condStore) {

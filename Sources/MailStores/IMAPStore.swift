@@ -11,8 +11,9 @@ import SyncState
 /// capabilities (`FastPaths`, the same value `ferrymail check` prints):
 /// - **Listing**: LIST with `RETURN (SPECIAL-USE STATUS (UIDVALIDITY UIDNEXT
 ///   MESSAGES HIGHESTMODSEQ))` when LIST-STATUS is offered, else one STATUS
-///   per mailbox, pipelined; the engine skips mailboxes whose status equals
-///   the committed watermark without selecting them.
+///   per mailbox, pipelined (on Dovecot, INBOX's ahead of the LIST, which is
+///   faster there than LIST-STATUS); the engine skips mailboxes whose status
+///   equals the committed watermark without selecting them.
 /// - **Changes**: with QRESYNC, `UID FETCH 1:* (…) (CHANGEDSINCE m VANISHED)`
 ///   on the mailbox `select` just opened — the same data `SELECT … (QRESYNC
 ///   (v m))` would return, without a second SELECT, since the engine selects
@@ -89,7 +90,8 @@ public actor IMAPStore: MailStore {
         let connection = session.connection
         let capabilities = await connection.capabilities
         let fastPaths = FastPaths(capabilities: capabilities, enabled: await connection.enabledExtensions,
-                                  compressionActive: await connection.isCompressionActive)
+                                  compressionActive: await connection.isCompressionActive,
+                                  serverName: await connection.serverID?["name"])
         return IMAPStore(configuration: configuration, account: account, session: session, serverCapabilities: capabilities,
                          fastPaths: fastPaths, logger: logger)
     }
@@ -100,7 +102,8 @@ public actor IMAPStore: MailStore {
         try await exclusively(nil, "LIST") { connection in
             var items: [StatusAttribute] = [.uidValidity, .uidNext, .messages]
             if self.fastPaths.changeLoading != .fullFlags { items.append(.highestModSeq) }
-            let listed = try await connection.list(pattern: "*", options: ListOptions(returnSpecialUse: true, returnStatus: items))
+            let listed = try await connection.list(pattern: "*", options: ListOptions(returnSpecialUse: true, returnStatus: items),
+                                                   inboxStatusFirst: self.fastPaths.folderStatus == .inboxStatusFirst)
             return listed.map { entry in
                 let selectable = !entry.attributes.contains(.noSelect) && !entry.attributes.contains(.nonExistent)
                 let name = entry.name.uppercased() == "INBOX" ? "INBOX" : entry.name

@@ -54,10 +54,19 @@ enum SyncBenchmark {
 
     /// `hold`: after the rounds, print the config and wait for a line on stdin
     /// before tearing down, so the seeded account can be profiled by hand.
-    static func run(ferrymail: String, messages count: Int, size: Int, hold: Bool = false, withMbsync: Bool = true) async throws {
-        let server = try await DovecotServer.start(.init())
+    ///
+    /// `listIndex`: Dovecot's own default (`mailbox_list_index = yes`, as
+    /// Debian ships it), where STATUS of an unchanged mailbox other than INBOX
+    /// is answered from the list index; `false` (`--no-list-index`) makes
+    /// every STATUS open the mailbox's own index.
+    static func run(ferrymail: String, messages count: Int, size: Int, hold: Bool = false, withMbsync: Bool = true,
+                    listIndex: Bool = true) async throws {
+        var options = DovecotServer.Options()
+        options.notify = listIndex
+        let server = try await DovecotServer.start(options)
         defer { server.stop() }
         let (alice, bob) = (server.users[0], server.users[1])
+        print("sync: Dovecot with mailbox_list_index = \(listIndex ? "yes (its default)" : "no (--no-list-index)")")
         print("sync: seeding \(count) messages of ~\(size) bytes for two users (ferrymail: \(alice.name), mbsync: \(bob.name))")
         let perFolder = [("INBOX", count * 6 / 10), ("Lists/swift-dev", count * 3 / 10), ("Archive", count - count * 6 / 10 - count * 3 / 10)]
         for user in [alice.name, bob.name] {

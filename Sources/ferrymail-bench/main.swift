@@ -13,7 +13,7 @@ import TestSupport
 //   ferrymail-bench fetch [--messages N]    2,000 × ~65 KB from a private Dovecot: pipelined vs one at a time
 //   ferrymail-bench maildir                 100,000-message scan, 10,000 × 20 KB durable deliveries
 //   ferrymail-bench state                   100,000 pair inserts
-//   ferrymail-bench sync [--messages N] [--size BYTES] [--ferrymail PATH] [--hold] [--no-mbsync]
+//   ferrymail-bench sync [--messages N] [--size BYTES] [--ferrymail PATH] [--hold] [--no-mbsync] [--no-list-index]
 //                                           ferrymail sync vs mbsync: initial, no-op, after changes
 //   ferrymail-bench archive [--messages N] [--size BYTES]
 //                                           backup and restore throughput, compression ratio, peak RSS
@@ -107,7 +107,8 @@ do {
             ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ferrymail").path
         try await SyncBenchmark.run(ferrymail: binary, messages: option("--messages", arguments, default: 2_048),
                                     size: option("--size", arguments, default: 50_000),
-                                    hold: arguments.contains("--hold"), withMbsync: !arguments.contains("--no-mbsync"))
+                                    hold: arguments.contains("--hold"), withMbsync: !arguments.contains("--no-mbsync"),
+                                    listIndex: !arguments.contains("--no-list-index"))
     case "archive": try await benchArchive(arguments)
     case "restore":
         // Defaults: issue 6's 20,000 messages / ~1.4 GB (3% are 20× the size).

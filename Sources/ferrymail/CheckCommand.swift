@@ -55,12 +55,13 @@ struct CheckCommand: AsyncParsableCommand {
                 print("  login: ok\(tls ? ", TLS" : ", NOT encrypted")")
                 print("  capabilities: \(capabilities.map(\.name).sorted().joined(separator: " "))")
                 if !enabled.isEmpty { print("  enabled: \(enabled.map(\.name).sorted().joined(separator: " "))") }
-                let paths = FastPaths(capabilities: capabilities, enabled: enabled, compressionActive: compressed)
+                let paths = FastPaths(capabilities: capabilities, enabled: enabled, compressionActive: compressed,
+                                      serverName: await connection.serverID?["name"])
                 print("  fast paths:")
                 for (what, how) in paths.summary { print("    \(what): \(how)") }
                 var options = ListOptions(returnSpecialUse: true, returnStatus: [.messages, .uidNext, .uidValidity])
                 if capabilities.contains(.condStore) { options.returnStatus.append(.highestModSeq) }
-                let mailboxes = try await connection.list(options: options)
+                let mailboxes = try await connection.list(options: options, inboxStatusFirst: paths.folderStatus == .inboxStatusFirst)
                 let delimiter = mailboxes.first?.entry.delimiter
                 let included = mailboxes.filter { account.folders.includes($0.name, delimiter: delimiter) }
                 print("  folders: \(mailboxes.count) on the server, \(included.count) included")

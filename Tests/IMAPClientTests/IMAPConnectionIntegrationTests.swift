@@ -267,3 +267,49 @@ final class RecordingServer: ChannelInboundHandler, Sendable {
 final class ByteLog: Sendable {
     let bytes = Mutex<[UInt8]>([])
 }
+
+@Suite struct InboxStatusFirstTests {
+    /// Dovecot answers INBOX's STATUS from its index only while no LIST has
+    /// walked the mailbox list, so `inboxStatusFirst` must put it on the wire
+    /// first, and must give exactly what LIST-STATUS gives.
+    @Test("INBOX's STATUS goes out ahead of the LIST and every status equals LIST-STATUS's")
+    func inboxStatusFirstMatchesListStatus() async throws {
+        let server = try await DovecotServer.start()
+        defer { server.stop() }
+        let user = server.users[0].name
+        _ = try server.seedMaildir(user: user, messages: (0..<3).map { Corpus.message(index: $0) }, flags: ["\\Seen"])
+        _ = try server.seedMaildir(user: user, mailbox: "Lists/swift-dev", messages: (3..<5).map { Corpus.message(index: $0) })
+        _ = try server.saveMessage(user: user, mailbox: "INBOX", bytes: Corpus.message(index: 9))
+
+        let handler = MemoryLogHandler()
+        var config = IMAPConnectionIntegrationTests.configuration(server, security: .plaintext, compress: false)
+        config.wireTrace = true
+        config.logger = Logger(label: "test") { _ in handler }
+        config.logger.logLevel = .trace
+        let items: [StatusAttribute] = [.uidValidity, .uidNext, .messages, .highestModSeq]
+        try await IMAPConnection.withConnection(configuration: config) { imap in
+            #expect(await imap.serverID?["name"] == "Dovecot")
+            #expect(await imap.capabilities.contains(.listStatus))
+            handler.lines.withLock { $0.removeAll() }
+            let first = try await imap.list(options: ListOptions(returnSpecialUse: true, returnStatus: items), inboxStatusFirst: true)
+            let sent = handler.lines.withLock { $0 }.filter { $0.contains("C: ") }
+            let statusInbox = try #require(sent.firstIndex { $0.contains("STATUS") && $0.contains("INBOX") })
+            let list = try #require(sent.firstIndex { $0.contains(" LIST ") })
+            #expect(statusInbox < list)
+            #expect(!sent[list].contains("STATUS"), "the LIST must not ask for STATUS: Dovecot would read INBOX's uidlist")
+
+            let listStatus = try await imap.list(options: ListOptions(returnSpecialUse: true, returnStatus: items))
+            // Dovecot lists in a different order each time: compared by name.
+            #expect(first.map(\.name).sorted() == listStatus.map(\.name).sorted())
+            let viaListStatus = Dictionary(uniqueKeysWithValues: listStatus.map { ($0.name, $0) })
+            for mailbox in first {
+                #expect(mailbox.status == viaListStatus[mailbox.name]?.status, "\(mailbox.name)")
+                #expect(mailbox.specialUse == viaListStatus[mailbox.name]?.specialUse, "\(mailbox.name)")
+            }
+            let inbox = try #require(first.first { $0.name == "INBOX" }?.status)
+            #expect(inbox.messages == 4)
+            #expect(first.first { $0.name == "Lists/swift-dev" }?.status?.messages == 2)
+            #expect(first.contains { $0.status == nil }, "a \\Noselect parent (Lists) has no status")
+        }
+    }
+}
