@@ -126,13 +126,15 @@ struct FolderFiles: Sendable {
     }
 
     /// Records `fileName` under the base name ending at `baseEnd`, unless
-    /// that base name is held already.
-    mutating func insertIfAbsent(fileName: String, baseEnd: String.Index) {
+    /// that base name is held already; false then.
+    @discardableResult
+    mutating func insertIfAbsent(fileName: String, baseEnd: String.Index) -> Bool {
         let base = fileName.utf8[..<baseEnd]
-        guard find(base) == nil else { return }
+        guard find(base) == nil else { return false }
         if (count + 1) * 2 > table.count { rebuild(tableSize: table.count * 2) }
         place(append(base: base, rest: fileName.utf8[baseEnd...], wholeName: false))
         count += 1
+        return true
     }
 
     private mutating func insert(base: String, fileName: String) {

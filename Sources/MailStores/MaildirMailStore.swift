@@ -149,18 +149,16 @@ public actor MaildirMailStore: MailStore {
                     return .delta(changed: [], vanished: [])
                 }
             }
-            let scan = try folder.scan()
             let snapshot = snapshots[mailbox]
             let baseline = snapshot != nil && watermark?.scanToken == snapshot?.token ? snapshot?.files : nil
-            var names = FolderFiles(minimumCapacity: scan.entries.count)
+            // Streamed: only the names and the listing are kept, no list of
+            // scan entries beside them.
+            var names = FolderFiles(minimumCapacity: snapshot?.files.count ?? 1024)
             var messages: [MessageInfo] = []
-            if baseline == nil { messages.reserveCapacity(scan.entries.count) }
-            for entry in scan.entries {
-                let base = entry.baseName
-                if let baseline, baseline.holds(base: base, fileName: entry.fileName) {
-                    names[base] = entry.fileName
-                    continue
-                }
+            let scan = try folder.scan { entry, base in
+                let fileName = entry.fileName
+                guard names.insertIfAbsent(fileName: fileName, baseEnd: base.endIndex) else { return false }
+                if let baseline, baseline.holds(fileName: fileName, baseEnd: base.endIndex) { return true }
                 let size: Int64, date: Int64?
                 if let st = folder.fileStatus(of: entry) {
                     (size, date) = (Int64(entry.size ?? Int(st.st_size)), Int64(st.st_mtim.tv_sec))
@@ -172,8 +170,8 @@ public actor MaildirMailStore: MailStore {
                     // (0): a copy takes the real size from the file it opens.
                     (size, date) = (Int64(entry.size ?? 0), nil)
                 }
-                names[base] = entry.fileName
-                messages.append(MessageInfo(key: .name(base), flags: Self.syncFlags(entry.flags), size: size, internalDate: date))
+                messages.append(MessageInfo(key: .name(String(base)), flags: Self.syncFlags(entry.flags), size: size, internalDate: date))
+                return true
             }
             hints[mailbox] = names
             exact.insert(mailbox)

@@ -34,6 +34,25 @@ struct MaildirSnapshotTests {
         return try #require(files.first { $0.hasPrefix(base + ":") })
     }
 
+    @Test("a base name found twice (new/ and cur/) is listed once, as the file in new/, and the folder is read again next time")
+    func aBaseNameFoundTwiceIsListedOnce() async throws {
+        let directory = try TemporaryDirectory(prefix: "ferrymail-twice")
+        defer { directory.remove() }
+        let store = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
+        try await store.createMailbox("INBOX", role: nil)
+        let body = Data("Subject: twice\r\n\r\nbody\r\n".utf8)
+        try body.write(to: URL(fileURLWithPath: directory.path + "/Mail/new/5.M1P1.h"))
+        try body.write(to: URL(fileURLWithPath: cur(directory) + "/5.M1P1.h:2,S"))
+        try body.write(to: URL(fileURLWithPath: cur(directory) + "/6.M1P1.h:2,F"))
+        let listed = try await store.listing("INBOX").sorted { $0.key < $1.key }
+        #expect(listed.map(\.key) == [.name("5.M1P1.h"), .name("6.M1P1.h")])
+        #expect(listed.map(\.flags) == [.none, ["\\Flagged"]])
+        #expect(listed.allSatisfy { $0.size == Int64(body.count) && $0.internalDate != nil })
+        // The folder holds a file more than the listing: it never settles, and is read again each time.
+        #expect(try await store.settledStatus(of: "INBOX") == nil)
+        #expect(try await store.listing("INBOX").sorted { $0.key < $1.key } == listed)
+    }
+
     @Test("a Maildir listing's flags are already in the engine's canonical form, so views share the listing")
     func listedFlagsAreCanonical() async throws {
         let directory = try TemporaryDirectory(prefix: "ferrymail-canonical")

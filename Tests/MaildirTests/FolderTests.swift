@@ -307,8 +307,19 @@ final class CapturedLog: Sendable {
         try writeFile(dir.sub("new/5.M1P1.h"), "a")
         try writeFile(dir.sub("cur/5.M1P1.h:2,S"), "a")
         let scan = try folder.scan()
-        #expect(scan.entries.count == 1)
-        #expect(scan.issues.count == 1)
+        #expect(scan.entries.map(\.fileName) == ["5.M1P1.h"], "new/ is read first, and the first file wins")
+        #expect(scan.issues.map(\.reason) == ["duplicate base name 5.M1P1.h"])
+
+        // Streamed, the caller says which base names it holds; a refused file is reported the same way.
+        var seen: Set<String> = [], accepted: [String] = []
+        let streamed = try folder.scan { entry, base in
+            guard seen.insert(String(base)).inserted else { return false }
+            accepted.append(entry.fileName)
+            return true
+        }
+        #expect(accepted == ["5.M1P1.h"])
+        #expect(streamed.issues == scan.issues)
+        #expect(streamed.token.sameState(as: scan.token))
     }
 
     @Test func tokenDetectsEveryKindOfChange() throws {
