@@ -66,10 +66,15 @@ struct ServerAccount: Sendable {
     let kind: ServerKind
 
     var imap: IMAPConfiguration {
-        IMAPConfiguration(host: server.host, port: server.plainPort, security: .plaintext,
-                          credentials: .password(user: user.name, password: user.password), allowInsecureAuth: true,
-                          timeouts: .init(connect: .seconds(5), command: .seconds(20)), compress: false,
-                          accountName: "test-\(user.name)", logger: quietLogger)
+        var configuration = IMAPConfiguration(
+            host: server.host, port: server.plainPort, security: .plaintext,
+            credentials: .password(user: user.name, password: user.password), allowInsecureAuth: true,
+            timeouts: .init(connect: .seconds(5), command: .seconds(20)), compress: false,
+            accountName: "test-\(user.name)", logger: quietLogger)
+        // Without ID the store does not know it talks to Dovecot and lists
+        // with LIST-STATUS, so the contract runs both folder-status strategies.
+        if kind == .condStoreOnly { configuration.clientID = nil }
+        return configuration
     }
 
     func openStore() async throws -> IMAPStore {
