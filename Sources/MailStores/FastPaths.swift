@@ -18,9 +18,12 @@ public struct FastPaths: Sendable, Hashable {
         case condStore = "CONDSTORE: UID FETCH … (CHANGEDSINCE modseq) plus a UID SEARCH for expunges"
         case fullFlags = "full UID FETCH 1:* (FLAGS) (server has no CONDSTORE)"
     }
+    /// MULTIAPPEND is not used where offered: it succeeds or fails as a whole,
+    /// so one message the server refuses (too large, over quota) would hold
+    /// back the others, while pipelined APPENDs are answered one by one and
+    /// cost no round trip each either.
     public enum Upload: String, Sendable, Hashable {
-        case multiAppendLiteralPlus = "MULTIAPPEND with LITERAL+ (no round trip per message)"
-        case literalPlus = "APPEND with LITERAL+ (pipelined)"
+        case literalPlus = "APPEND with LITERAL+, pipelined (up to 16 in flight, no round trip per message)"
         case synchronizing = "APPEND with synchronizing literals (one round trip per message)"
     }
     public enum Expunge: String, Sendable, Hashable {
@@ -62,14 +65,7 @@ public struct FastPaths: Sendable, Hashable {
         } else {
             changeLoading = .fullFlags
         }
-        let literalPlus = capabilities.contains(.literalPlus)
-        if literalPlus && capabilities.contains(.multiAppend) {
-            upload = .multiAppendLiteralPlus
-        } else if literalPlus {
-            upload = .literalPlus
-        } else {
-            upload = .synchronizing
-        }
+        upload = capabilities.contains(.literalPlus) ? .literalPlus : .synchronizing
         expunge = capabilities.contains(.uidPlus) ? .uidExpunge : .flaggedOnly
         appendUID = capabilities.contains(.uidPlus)
         move = capabilities.contains(.move) ? .move : .copyStoreExpunge

@@ -18,6 +18,13 @@ import Testing
         #expect(FastPaths(capabilities: full.subtracting([.listStatus])).folderStatus == .statusPerFolder)
     }
 
+    @Test("check reports the uploads the store makes: pipelined APPENDs, with MULTIAPPEND offered or not")
+    func uploadsArePipelinedAppends() {
+        #expect(FastPaths(capabilities: full.union([.multiAppend])).upload == .literalPlus)
+        #expect(FastPaths(capabilities: full).upload == .literalPlus)
+        #expect(FastPaths(capabilities: full.subtracting([.literalPlus]).union([.multiAppend])).upload == .synchronizing)
+    }
+
     @Test("Dovecot lists the same folders, roles and statuses whether INBOX's STATUS goes first or LIST-STATUS is used")
     func bothFolderStatusStrategiesAgree() async throws {
         let account = try await Servers.shared.account(.full)
