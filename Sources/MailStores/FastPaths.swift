@@ -14,7 +14,7 @@ public struct FastPaths: Sendable, Hashable {
     }
     /// How a changed folder's flag changes and expunges are loaded.
     public enum ChangeLoading: String, Sendable, Hashable {
-        case qresync = "SELECT (QRESYNC …): changed flags and VANISHED in one round trip"
+        case qresync = "QRESYNC: UID FETCH … (CHANGEDSINCE modseq VANISHED) after SELECT: changed flags and expunges in one round trip"
         case condStore = "CONDSTORE: UID FETCH … (CHANGEDSINCE modseq) plus a UID SEARCH for expunges"
         case fullFlags = "full UID FETCH 1:* (FLAGS) (server has no CONDSTORE)"
     }
