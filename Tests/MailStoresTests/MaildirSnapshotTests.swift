@@ -14,9 +14,7 @@ struct MaildirSnapshotTests {
     /// A store with INBOX listed once (the snapshot) and three messages
     /// appended by the store itself.
     private func storeWithOwnChanges() async throws -> (MaildirMailStore, TemporaryDirectory, [MessageKey]) {
-        let directory = try TemporaryDirectory(prefix: "ferrymail-snapshot")
-        let store = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
-        try await store.createMailbox("INBOX", role: nil)
+        let (store, directory) = try await storeWithInbox(prefix: "ferrymail-snapshot")
         _ = try await store.listing("INBOX")
         var keys: [MessageKey] = []
         for index in 0..<3 {
@@ -24,6 +22,14 @@ struct MaildirSnapshotTests {
         }
         try await store.flush("INBOX")
         return (store, directory, keys)
+    }
+
+    /// A store over a new temporary directory, with an empty INBOX.
+    private func storeWithInbox(prefix: String) async throws -> (MaildirMailStore, TemporaryDirectory) {
+        let directory = try TemporaryDirectory(prefix: prefix)
+        let store = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
+        try await store.createMailbox("INBOX", role: nil)
+        return (store, directory)
     }
 
     private func cur(_ directory: TemporaryDirectory) -> String { directory.path + "/Mail/cur" }
@@ -36,10 +42,8 @@ struct MaildirSnapshotTests {
 
     @Test("a base name found twice (new/ and cur/) is listed once, as the file in new/, and the folder is read again next time")
     func aBaseNameFoundTwiceIsListedOnce() async throws {
-        let directory = try TemporaryDirectory(prefix: "ferrymail-twice")
+        let (store, directory) = try await storeWithInbox(prefix: "ferrymail-twice")
         defer { directory.remove() }
-        let store = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
-        try await store.createMailbox("INBOX", role: nil)
         let body = Data("Subject: twice\r\n\r\nbody\r\n".utf8)
         try body.write(to: URL(fileURLWithPath: directory.path + "/Mail/new/5.M1P1.h"))
         try body.write(to: URL(fileURLWithPath: cur(directory) + "/5.M1P1.h:2,S"))
@@ -55,10 +59,8 @@ struct MaildirSnapshotTests {
 
     @Test("a Maildir listing's flags are already in the engine's canonical form, so views share the listing")
     func listedFlagsAreCanonical() async throws {
-        let directory = try TemporaryDirectory(prefix: "ferrymail-canonical")
+        let (store, directory) = try await storeWithInbox(prefix: "ferrymail-canonical")
         defer { directory.remove() }
-        let store = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
-        try await store.createMailbox("INBOX", role: nil)
         for flags: SyncState.MessageFlags in [.none, ["\\Seen"], ["\\Deleted", "\\Flagged"], ["$Work", "\\Answered", "\\Draft", "\\Seen"]] {
             _ = try await store.append(message(flags.names.count), to: "INBOX", flags: flags)
         }
