@@ -58,7 +58,7 @@ extension IMAPConnection {
             if !capabilities.contains(.specialUse) { wireOptions.returnSpecialUse = false; wireOptions.selectSpecialUse = false }
             if !capabilities.contains(.listStatus) || inboxStatusFirst { wireOptions.returnStatus = [] }
         }
-        let statusItems = options.returnStatus.filter { $0 != .highestModSeq || capabilities.contains(.condStore) }
+        let statusItems = askable(options.returnStatus)
         let inboxFirst = inboxStatusFirst && !statusItems.isEmpty
             ? try submit(.status(.inbox, statusItems), role: .status) : nil
         let outcome = try await run(.list(reference: try mailboxName(reference), pattern: try mailboxName(pattern), options: wireOptions),
@@ -95,8 +95,13 @@ extension IMAPConnection {
         return result
     }
 
+    /// STATUS items this server can answer: HIGHESTMODSEQ only with CONDSTORE.
+    private func askable(_ items: [StatusAttribute]) -> [StatusAttribute] {
+        items.filter { $0 != .highestModSeq || capabilities.contains(.condStore) }
+    }
+
     public func status(_ mailbox: String, items: [StatusAttribute]) async throws -> MailboxStatus {
-        let items = items.filter { $0 != .highestModSeq || capabilities.contains(.condStore) }
+        let items = askable(items)
         let outcome = try await run(.status(try mailboxName(mailbox), items), role: .status)
         for case .status(_, let status) in outcome.untagged { return status }
         return MailboxStatus()
