@@ -17,6 +17,11 @@ struct LoadedMailbox: Sendable {
     var deferredMessageIds = Sides(far: false, near: false)
 
     var names: Sides<String> { Sides(far: record.farName, near: record.nearName) }
+
+    /// Listing entries and state rows held: what the `ListingBudget` counts.
+    var heldEntries: Int {
+        listings.far.messageCount + listings.near.messageCount + pairs.count
+    }
 }
 
 /// The executor for one mailbox pair: isync's phases from open to commit.
@@ -747,6 +752,14 @@ extension MessageListing {
         switch self {
         case .full(let messages): messages
         case .delta(let changed, _): changed
+        }
+    }
+
+    /// How many entries the listing holds: listed, changed or vanished.
+    var messageCount: Int {
+        switch self {
+        case .full(let messages): messages.count
+        case .delta(let changed, let vanished): changed.count + vanished.count
         }
     }
 

@@ -84,6 +84,9 @@ public actor MemoryStore: MailStore {
     private var nextValidity: UInt32
     /// SELECTs and scans served, so tests can check the unchanged-mailbox fast path.
     public private(set) var selectCount: [String: Int] = [:]
+    /// Message listings served, per mailbox, so tests can see a mailbox
+    /// listed again after the `ListingBudget` spilled it.
+    public private(set) var listingCount: [String: Int] = [:]
     /// Message-ID requests and body fetches, in order, so tests can check
     /// which Message-IDs are read, and when.
     public private(set) var reads: [Read] = []
@@ -199,6 +202,7 @@ public actor MemoryStore: MailStore {
 
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
         let box = try requireBox(mailbox)
+        listingCount[mailbox, default: 0] += 1
         let since = watermark.flatMap { $0.highestModSeq ?? $0.scanToken.flatMap(Self.modSeq(fromToken:)) }
         if configuration.delta, let watermark, let since, watermark.uidValidity == reportedValidity(box) {
             let changed = box.messages.values.filter { $0.modSeq > since }.sorted { $0.key < $1.key }.map(info)

@@ -45,21 +45,31 @@ struct MoveDetector {
     var capabilities: Sides<StoreCapabilities>
     var writable: Sides<Bool>
 
-    fileprivate struct Identity: Hashable {
+    /// What a mailbox spilled by the `ListingBudget` leaves for move
+    /// detection: its vanished pairs, found while it was loaded. The messages
+    /// that arrived in it are looked for by listing it again, and only when
+    /// some pair vanished somewhere.
+    struct Spilled: Sendable {
+        var index: Int
+        var invalidated: Bool
+        var vanished: Sides<[Vanished]>
+    }
+
+    fileprivate struct Identity: Hashable, Sendable {
         var messageId: String
         var size: Int64
     }
 
     /// What a vanished pair is matched by: its key where keys survive moves,
     /// else Message-ID and size.
-    fileprivate enum Match: Hashable {
+    fileprivate enum Match: Hashable, Sendable {
         case key(MessageKey)
         case identity(Identity)
     }
 
     /// A paired message gone from its side in `mailbox`, and what a new
     /// message elsewhere must carry to be it.
-    struct Vanished {
+    struct Vanished: Sendable {
         var mailbox: Int
         var pair: StatePair
         var otherMessage: MessageInfo
@@ -123,11 +133,45 @@ struct MoveDetector {
     }
 
     /// Per side, the paired messages that can have been moved away from it:
-    /// none on a side whose opposite may not be written.
-    func vanished(_ mailboxes: [Mailbox]) -> Sides<[Vanished]> {
+    /// none on a side whose opposite may not be written. `spilled` are the
+    /// mailboxes the budget dropped after loading, with what `spill(_:)`
+    /// kept of them.
+    func vanished(_ mailboxes: [Mailbox], spilled: [Spilled] = []) -> Sides<[Vanished]> {
         let eligible = Self.eligible(mailboxes)
-        guard eligible.count > 1 else { return Sides(far: [], near: []) }
-        return Sides { side in writable[side.opposite] ? vanished(from: side, in: eligible) : [] }
+        let eligibleSpilled = spilled.filter { !$0.invalidated }
+        guard eligible.count + eligibleSpilled.count > 1 else { return Sides(far: [], near: []) }
+        return Sides { side in
+            guard writable[side.opposite] else { return [] }
+            // In mailbox order, as if every mailbox had been kept.
+            var byMailbox = Dictionary(grouping: vanished(from: side, in: eligible), by: \.mailbox)
+            for entry in eligibleSpilled { byMailbox[entry.index] = entry.vanished[side] }
+            return byMailbox.keys.sorted().flatMap { byMailbox[$0]! }
+        }
+    }
+
+    /// What move detection needs of a mailbox that is about to be dropped.
+    func spill(_ mailbox: Mailbox) -> Spilled {
+        let invalidated = Self.eligible([mailbox]).isEmpty
+        return Spilled(index: mailbox.index, invalidated: invalidated, vanished: Sides { side in
+            invalidated || !writable[side.opposite] ? [] : vanished(from: side, in: [mailbox])
+        })
+    }
+
+    /// A listed-again spilled mailbox reduced to its unpaired messages that
+    /// match one of `vanished`: all `detect` looks at in it, since its own
+    /// vanished pairs came from `spill(_:)`.
+    func arrivals(in mailbox: Mailbox, matching vanished: Sides<[Vanished]>) -> Mailbox {
+        var trimmed = mailbox
+        trimmed.loaded.pairs = []
+        for side in Side.allCases {
+            let wanted = Set(vanished[side].map(\.match))
+            let known = Set(mailbox.loaded.pairs.compactMap { $0.keys[side] })
+            let candidates = wanted.isEmpty ? [] : mailbox.loaded.listings[side].messages.filter { message in
+                !known.contains(message.key) && !wanted.isDisjoint(with: Self.matches(message))
+            }
+            trimmed.loaded.listings[side] = .delta(changed: candidates, vanished: [])
+        }
+        return trimmed
     }
 
     private static func eligible(_ mailboxes: [Mailbox]) -> [Mailbox] {

@@ -124,24 +124,38 @@ public actor SyncEngine {
         // Phase 2: load, in parallel. A mailbox the committed watermarks prove
         // unchanged is skipped before any handle is taken for it, so a no-op
         // run opens no connection beyond the one that listed the folders.
+        // The budget keeps what the loaded mailboxes hold near its limit.
+        let detector = MoveDetector(capabilities: Sides(far: await pool.capabilities(.far), near: await pool.capabilities(.near)),
+                                    writable: options.direction.writable)
+        let budget = ListingBudget(limit: options.heldMessages)
         var loads = [LoadOutcome](repeating: .skipped, count: workers.count)
         let unfinished = try? state.mailboxesWithUnfinishedWork()
         let changed = workers.indices.filter { !isUnchanged(workers[$0], unfinished: unfinished) }
-        let loaded = await forEach(changed.map { workers[$0] }, pool: pool, unreachable: { work, error in
-            .failed(self.connectionError(work, error))
-        }) { work, stores, engine in
-            await engine.load(work, stores: stores)
+        let loaded = await forEach(changed.map { ($0, workers[$0]) }, pool: pool, unreachable: { item, error in
+            .failed(self.connectionError(item.1, error))
+        }) { item, stores, engine in
+            await engine.load(item.1, index: item.0, stores: stores, budget: budget, detector: detector)
         }
         for (index, outcome) in zip(changed, consume loaded) { loads[index] = outcome }
+        let spilled = loads.compactMap { outcome -> MoveDetector.Spilled? in
+            if case .spilled(let spilled) = outcome { return spilled }
+            return nil
+        }
         logger.debug("loaded changed mailboxes", metadata: [
-            "ferrymail.changed": "\(changed.count)", "ferrymail.mailboxes": "\(workers.count)", "ferrymail.elapsed": "\(elapsed())"])
+            "ferrymail.changed": "\(changed.count)", "ferrymail.mailboxes": "\(workers.count)",
+            "ferrymail.spilled": "\(spilled.count)", "ferrymail.elapsed": "\(elapsed())"])
 
         // Phase 3: moves across mailboxes.
-        let detector = MoveDetector(capabilities: Sides(far: await pool.capabilities(.far), near: await pool.capabilities(.near)),
-                                    writable: options.direction.writable)
-        let vanished = detector.vanished(Self.detectable(loads))
-        await readDeferredMessageIds(&loads, workers: workers, sizes: MoveDetector.identitySizes(vanished), pool: pool)
-        let moves = detector.detect(Self.detectable(loads), vanished: vanished)
+        let vanished = detector.vanished(Self.detectable(loads), spilled: spilled)
+        let sizes = MoveDetector.identitySizes(vanished)
+        await readDeferredMessageIds(&loads, workers: workers, sizes: sizes, pool: pool)
+        var candidates = Self.detectable(loads)
+        if !vanished.far.isEmpty || !vanished.near.isEmpty {
+            candidates += await arrivals(in: spilled, workers: workers, matching: vanished, sizes: sizes, pool: pool, budget: budget,
+                                         detector: detector)
+        }
+        let moves = detector.detect(candidates.sorted { $0.index < $1.index }, vanished: vanished)
+        candidates = []
         var ignoredPairs: [Int: Set<Int64>] = [:]
         var ignoredKeys: [Int: Sides<Set<MessageKey>>] = [:]
         var movedIn: [Int: Int] = [:]
@@ -170,7 +184,8 @@ public actor SyncEngine {
                 }
                 await pool.release(stores)
                 // Reload what the moves changed; the state now holds the moved pairs.
-                for index in touched.sorted() {
+                // A spilled mailbox is listed again when it propagates anyway.
+                for index in touched.sorted() where !loads[index].isSpilled {
                     let refreshed = workers[index].refreshed(try? state.mailboxPair(id: workers[index].record.id!))
                     loads[index] = await load(refreshed, stores: try await pool.acquire(), releasingTo: pool)
                 }
@@ -203,17 +218,34 @@ public actor SyncEngine {
                     active.append(index)
                 }
             }
+            // Kept mailboxes first: their entries are released as they finish,
+            // which lets the spilled ones be listed again.
+            var kept: Set<Int> = []
+            for index in active where await budget.isHeld(items[index].index) { kept.insert(index) }
+            active = active.filter { kept.contains($0) } + active.filter { !kept.contains($0) }
             let propagated = await forEach(active.map { items[$0] }, pool: pool, unreachable: { item, error in
+                Task { await budget.release(item.index) }
                 var report = MailboxReport(farName: item.work.record.farName, nearName: item.work.record.nearName)
                 report.error = self.connectionError(item.work, error)
                 return report
             }) { item, stores, engine in
-                var outcome = await shelf.take(item.index)
-                if reload, !outcome.isFailure {
-                    outcome = await engine.load(item.work, stores: stores)
+                let outcome = await shelf.take(item.index)
+                guard outcome.isSpilled || (reload && !outcome.isFailure) else {
+                    let report = await engine.propagate(item.work, outcome: consume outcome, stores: stores,
+                                                        ignoredPairs: item.ignoredPairs, ignoredKeys: item.ignoredKeys)
+                    await budget.release(item.index)
+                    return report
                 }
-                return await engine.propagate(item.work, outcome: consume outcome, stores: stores,
-                                              ignoredPairs: item.ignoredPairs, ignoredKeys: item.ignoredKeys)
+                // Listed again, from the record as the run left it so far.
+                _ = consume outcome
+                await budget.release(item.index)
+                let estimate = item.work.estimatedEntries
+                await budget.admit(estimate)
+                let work = item.work.refreshed(try? engine.state.mailboxPair(id: item.work.record.id!))
+                let report = await engine.propagate(work, outcome: await engine.load(work, stores: stores), stores: stores,
+                                                    ignoredPairs: item.ignoredPairs, ignoredKeys: item.ignoredKeys)
+                await budget.finished(estimate: estimate)
+                return report
             }
             for (index, report) in zip(active, propagated) { reports[index] = report }
             return reports.map { $0! }
@@ -244,6 +276,13 @@ public actor SyncEngine {
         case loaded(LoadedMailbox)
         case skipped
         case failed(SyncError)
+        /// Loaded, then dropped by the `ListingBudget`; listed again to propagate.
+        case spilled(MoveDetector.Spilled)
+
+        var isSpilled: Bool {
+            if case .spilled = self { return true }
+            return false
+        }
 
         var isFailure: Bool {
             if case .failed = self { return true }
@@ -300,6 +339,55 @@ public actor SyncEngine {
         return outcome
     }
 
+    /// Phase 2's load: admitted by the budget, kept when it fits, else
+    /// spilled with what move detection needs of it.
+    private func load(_ work: MailboxWork, index: Int, stores: Sides<any MailStore>, budget: ListingBudget,
+                      detector: MoveDetector) async -> LoadOutcome {
+        let estimate = work.estimatedEntries
+        await budget.admit(estimate)
+        let outcome = await load(work, stores: stores)
+        guard case .loaded(let loaded) = outcome else {
+            await budget.finished(estimate: estimate)
+            return outcome
+        }
+        if await budget.loaded(index, estimate: estimate, entries: loaded.heldEntries) { return outcome }
+        logger.debug("mailbox spilled: the run holds its budget of listed messages; it is listed again to propagate", metadata: [
+            "ferrymail.mailbox": "\(work.record.farName)", "ferrymail.entries": "\(loaded.heldEntries)",
+            "ferrymail.budget": "\(budget.limit)"])
+        return .spilled(detector.spill(MoveDetector.Mailbox(index: index, loaded: consume loaded)))
+    }
+
+    /// Phase 3, when some pair vanished: each spilled mailbox listed again,
+    /// one at a time, and reduced to the unpaired messages that may be
+    /// those pairs moved.
+    private func arrivals(in spilled: [MoveDetector.Spilled], workers: [MailboxWork], matching vanished: Sides<[MoveDetector.Vanished]>,
+                          sizes: Sides<Set<Int64>>, pool: HandlePool, budget: ListingBudget,
+                          detector: MoveDetector) async -> [MoveDetector.Mailbox] {
+        var found: [MoveDetector.Mailbox] = []
+        for entry in spilled where !entry.invalidated {
+            let work = workers[entry.index].refreshed(try? state.mailboxPair(id: workers[entry.index].record.id!))
+            let estimate = work.estimatedEntries
+            await budget.admit(estimate)
+            if let stores = try? await pool.acquire() {
+                if case .loaded(var loaded) = await load(work, stores: stores) {
+                    let sync = mailboxSync(work, stores: stores)
+                    do {
+                        for side in Side.allCases where loaded.deferredMessageIds[side] {
+                            try await sync.withDeferredMessageIds(&loaded, on: side, sizes: sizes[side])
+                        }
+                        found.append(detector.arrivals(in: MoveDetector.Mailbox(index: entry.index, loaded: loaded), matching: vanished))
+                    } catch {
+                        // Without its Message-IDs it can take no moved message;
+                        // it is listed again, and its errors reported, when it propagates.
+                    }
+                }
+                await pool.release(stores)
+            }
+            await budget.finished(estimate: estimate)
+        }
+        return found
+    }
+
     private func load(_ work: MailboxWork, stores: Sides<any MailStore>) async -> LoadOutcome {
         let sync = mailboxSync(work, stores: stores)
         do {
@@ -339,6 +427,10 @@ public actor SyncEngine {
             return report
         case .loaded(let value):
             loaded = value
+        case .spilled:
+            // Phase 4 lists a spilled mailbox again before it gets here.
+            report.error = .state(account: account, mailbox: work.record.farName, cause: "internal error: a spilled mailbox was not listed again")
+            return report
         }
         report.pairsLoaded = loaded.pairs.count
         let sync = mailboxSync(work, stores: stores)
@@ -502,6 +594,12 @@ struct MailboxWork: Sendable {
     var deletion: Sides<DeletionRule>
     /// Dry run only: the side where the mailbox does not exist yet.
     var absent: Side?
+
+    /// What loading the mailbox may hold, for the `ListingBudget`: its
+    /// larger side's message count where a listing reports it.
+    var estimatedEntries: Int {
+        max(infos.far.status?.messageCount ?? 0, infos.near.status?.messageCount ?? 0)
+    }
 
     func refreshed(_ record: MailboxPairRecord?) -> MailboxWork {
         var copy = self

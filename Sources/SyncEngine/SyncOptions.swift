@@ -117,6 +117,12 @@ public struct SyncOptions: Sendable, Hashable {
     /// their mail reader shows, and the two differ for mapped folders
     /// (`[Gmail]/Sent Mail` is the local `Sent`).
     public var onlyFolders: [String]
+    /// How many listed messages and state rows the loaded mailboxes of one
+    /// run may hold at once (see `ListingBudget`). Memory then grows with
+    /// the largest mailbox, not with the account: beyond it, mailboxes are
+    /// loaded one after another and listed again when their turn to
+    /// propagate comes.
+    public var heldMessages: Int = ListingBudget.defaultLimit
 
     public init(direction: SyncDirection = .both, dryRun: Bool = false, expungePolicy: ExpungePolicy = .propagate,
                 massDeletion: MassDeletionGuard = MassDeletionGuard(), maxConcurrentMailboxes: Int = 4,

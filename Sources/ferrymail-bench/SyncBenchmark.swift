@@ -59,8 +59,12 @@ enum SyncBenchmark {
     /// Debian ships it), where STATUS of an unchanged mailbox other than INBOX
     /// is answered from the list index; `false` (`--no-list-index`) makes
     /// every STATUS open the mailbox's own index.
+    ///
+    /// `folders`: the messages spread evenly over INBOX and `folders - 1`
+    /// others (`--folders`), for an account whose size is in its number of
+    /// folders; nil keeps the default 60/30/10 split over three.
     static func run(ferrymail: String, messages count: Int, size: Int, hold: Bool = false, withMbsync: Bool = true,
-                    listIndex: Bool = true) async throws {
+                    listIndex: Bool = true, folders: Int? = nil) async throws {
         var options = DovecotServer.Options()
         options.notify = listIndex
         let server = try await DovecotServer.start(options)
@@ -68,8 +72,17 @@ enum SyncBenchmark {
         let (alice, bob) = (server.users[0], server.users[1])
         print("sync: Dovecot with mailbox_list_index = \(listIndex ? "yes (its default)" : "no (--no-list-index)")")
         print("sync: seeding \(count) messages of ~\(size) bytes for two users (ferrymail: \(alice.name), mbsync: \(bob.name))")
-        let perFolder = [("INBOX", count * 6 / 10), ("Lists/swift-dev", count * 3 / 10), ("Archive", count - count * 6 / 10 - count * 3 / 10)]
-        for user in [alice.name, bob.name] {
+        let perFolder: [(String, Int)]
+        if let folders, folders > 0 {
+            perFolder = (0..<folders).map { i in
+                (i == 0 ? "INBOX" : "Folder-\(i)", count / folders + (i < count % folders ? 1 : 0))
+            }
+        } else {
+            perFolder = [("INBOX", count * 6 / 10), ("Lists/swift-dev", count * 3 / 10), ("Archive", count - count * 6 / 10 - count * 3 / 10)]
+        }
+        // bob is mbsync's: not seeded when mbsync will not run.
+        let mbsync = withMbsync && FileManager.default.isExecutableFile(atPath: "/usr/bin/mbsync")
+        for user in mbsync ? [alice.name, bob.name] : [alice.name] {
             var index = 0
             for (folder, n) in perFolder where n > 0 {
                 var batch: [[UInt8]] = []
@@ -139,7 +152,6 @@ enum SyncBenchmark {
             SyncState *
 
             """.write(toFile: mbsyncrc, atomically: true, encoding: .utf8)
-        let mbsync = withMbsync && FileManager.default.isExecutableFile(atPath: "/usr/bin/mbsync")
         if !mbsync { print(withMbsync ? "sync: mbsync not installed (apt-get install isync): measuring Ferrymail only" : "sync: --no-mbsync: measuring Ferrymail only") }
 
         /// One round of both tools; with `repeats`, each tool runs that many
@@ -174,7 +186,7 @@ enum SyncBenchmark {
         try round("initial")
         try round("no-op")
         // Server changes, identical for both users: 200 flag changes, 100 new, 50 expunges in INBOX.
-        for user in [alice.name, bob.name] {
+        for user in mbsync ? [alice.name, bob.name] : [alice.name] {
             _ = try server.doveadm(["flags", "add", "-u", user, "\\Flagged", "mailbox", "INBOX", "uid", "1:200"])
             var batch: [[UInt8]] = []
             for i in 0..<100 { batch.append(Corpus.message(index: 1_000_000 + i, size: size)) }

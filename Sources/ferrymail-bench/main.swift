@@ -14,7 +14,8 @@ import TestSupport
 //   ferrymail-bench maildir                 100,000-message scan, 10,000 × 20 KB durable deliveries
 //   ferrymail-bench state                   100,000 pair inserts
 //   ferrymail-bench sync [--messages N] [--size BYTES] [--ferrymail PATH] [--hold] [--no-mbsync] [--no-list-index]
-//                                           ferrymail sync vs mbsync: initial, no-op, after changes
+//                        [--folders N]      ferrymail sync vs mbsync: initial, no-op, after changes; --folders
+//                                           spreads the messages evenly over INBOX and N - 1 other folders
 //   ferrymail-bench archive [--messages N] [--size BYTES]
 //                                           backup and restore throughput, compression ratio, peak RSS
 //   ferrymail-bench restore [--messages N] [--size BYTES] [--ferrymail PATH] [--level N]
@@ -108,7 +109,8 @@ do {
         try await SyncBenchmark.run(ferrymail: binary, messages: option("--messages", arguments, default: 2_048),
                                     size: option("--size", arguments, default: 50_000),
                                     hold: arguments.contains("--hold"), withMbsync: !arguments.contains("--no-mbsync"),
-                                    listIndex: !arguments.contains("--no-list-index"))
+                                    listIndex: !arguments.contains("--no-list-index"),
+                                    folders: arguments.contains("--folders") ? option("--folders", arguments, default: 3) : nil)
     case "archive": try await benchArchive(arguments)
     case "restore":
         // Defaults: issue 6's 20,000 messages / ~1.4 GB (3% are 20× the size).

@@ -1,0 +1,85 @@
+/// Keeps the memory of one run's loaded mailboxes proportional to the
+/// largest mailbox instead of to the whole account.
+///
+/// A run loads every changed mailbox before it propagates any, because a
+/// message moved between two folders is recognised only by looking at both.
+/// Held all at once, a first sync of an account with 200,000 messages in
+/// eight folders keeps 200,000 listing entries (about 0.1–0.3 KB each)
+/// until the last folder is done. With a budget:
+/// - a load starts only while the held and reserved entries plus its own
+///   estimate fit the limit, or when no other load is running (a mailbox
+///   larger than the whole budget is loaded alone, never refused);
+/// - a loaded mailbox is kept only when it fits beside those already kept
+///   (or is the first one); otherwise it is *spilled*: dropped, with the
+///   few facts move detection needs, and listed again by the worker that
+///   propagates it;
+/// - a kept mailbox's entries count until its worker has propagated it.
+///
+/// Spilling costs a second listing of that mailbox, which only happens when
+/// the run holds more than the limit: on an ordinary run the listings are
+/// deltas of a few entries and everything is kept.
+actor ListingBudget {
+    /// About 10–30 MB of listings, beside the 33 MB the binary and its
+    /// libraries take: the benchmark's 100,000-message account (60,000 in
+    /// INBOX) fits whole.
+    static let defaultLimit = 100_000
+
+    let limit: Int
+    private var held: [Int: Int] = [:]
+    private var heldTotal = 0
+    private var reserved = 0
+    private var running = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+    /// The most entries held and reserved at once, for tests.
+    private(set) var peak = 0
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    /// Waits until a load of about `estimate` entries fits, then reserves it.
+    func admit(_ estimate: Int) async {
+        while running > 0 && heldTotal + reserved + estimate > limit {
+            await withCheckedContinuation { waiting.append($0) }
+        }
+        reserved += estimate
+        running += 1
+        peak = max(peak, heldTotal + reserved)
+    }
+
+    /// A load reserved with `estimate` ended holding `entries`: true when
+    /// mailbox `index` may keep them, false when it must spill.
+    func loaded(_ index: Int, estimate: Int, entries: Int) -> Bool {
+        reserved -= estimate
+        running -= 1
+        let keep = heldTotal == 0 || heldTotal + entries <= limit
+        if keep {
+            held[index, default: 0] += entries
+            heldTotal += entries
+            peak = max(peak, heldTotal + reserved)
+        }
+        wake()
+        return keep
+    }
+
+    /// Work reserved with `estimate` (a reload and its propagation) ended.
+    func finished(estimate: Int) {
+        reserved -= estimate
+        running -= 1
+        wake()
+    }
+
+    /// Mailbox `index` no longer holds its loaded entries.
+    func release(_ index: Int) {
+        if let entries = held.removeValue(forKey: index) {
+            heldTotal -= entries
+            wake()
+        }
+    }
+
+    func isHeld(_ index: Int) -> Bool { held[index] != nil }
+
+    private func wake() {
+        let woken = waiting
+        waiting = []
+        for continuation in woken { continuation.resume() }
+    }
+}
