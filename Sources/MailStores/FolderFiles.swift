@@ -39,6 +39,14 @@ struct FolderFiles: Sendable {
 
     func contains(_ base: String) -> Bool { find(base.utf8) != nil }
 
+    /// Whether both are copies of one value not changed since (their
+    /// buffers are shared), so the memory is counted once.
+    func sharesStorage(with other: FolderFiles) -> Bool {
+        records.withUnsafeBufferPointer { mine in
+            other.records.withUnsafeBufferPointer { theirs in mine.baseAddress == theirs.baseAddress }
+        }
+    }
+
     /// The whole file name (without its `cur/` or `new/`).
     subscript(base: String) -> String? {
         get {

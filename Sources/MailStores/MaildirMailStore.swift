@@ -73,11 +73,22 @@ public actor MaildirMailStore: MailStore {
     /// Per folder, the settled token a listing found unchanged (an empty
     /// delta, without a `readdir`): the state knows the folder as it was then.
     private var unchangedAt: [String: String] = [:]
+    /// How many file names `hints` and `snapshots` may keep together (60
+    /// bytes each, about 9 MB at the default): beyond it the least recently
+    /// used folders are forgotten, so a store shared by a whole account (and
+    /// kept by the daemon) does not grow with it. A forgotten folder costs
+    /// one `readdir` when it is next acted on, and a full listing instead of
+    /// a delta when it is next listed; it is never proven settled from a
+    /// snapshot it no longer has.
+    public nonisolated let retainedFileNames: Int
+    private var lastUse: [String: Int] = [:]
+    private var useClock = 0
 
     public init(root: String, layout: MaildirLayout = .maildirPlusPlus, folderNameEncoding: FolderNameEncoding = .utf8,
-                deliversUnseenToNew: Bool = false, slowGroupSync: Duration = .seconds(1), account: String,
-                logger: Logger = Logger(label: "ferrymail.maildir")) throws {
+                deliversUnseenToNew: Bool = false, slowGroupSync: Duration = .seconds(1), retainedFileNames: Int = 150_000,
+                account: String, logger: Logger = Logger(label: "ferrymail.maildir")) throws {
         self.account = account
+        self.retainedFileNames = max(0, retainedFileNames)
         self.deliversUnseenToNew = deliversUnseenToNew
         do {
             maildir = try MaildirStore(root: root, layout: layout, folderNameEncoding: folderNameEncoding,
@@ -118,6 +129,7 @@ public actor MaildirMailStore: MailStore {
             try folder.syncDirectories()
             folders[name] = nil
             hints[name] = nil
+            lastUse[name] = nil
             unchangedAt[name] = nil
             exact.remove(name)
             snapshots[name] = nil
@@ -176,6 +188,7 @@ public actor MaildirMailStore: MailStore {
             hints[mailbox] = names
             exact.insert(mailbox)
             snapshots[mailbox] = (Self.text(scan.token), names)
+            retain(mailbox)
             guard let baseline else { return .full(messages) }
             let vanished = baseline.baseNames(missingFrom: names).sorted().map { MessageKey.name($0) }
             return .delta(changed: messages, vanished: vanished)
@@ -295,6 +308,8 @@ public actor MaildirMailStore: MailStore {
     /// took 10–25 % off a large first download.
     public func flush(_ mailbox: String) async throws {
         let folder = try run(mailbox, "syncing the folder to disk") { try self.folder(mailbox) }
+        // Deliveries grow the folder's names: checked once per batch.
+        retain(mailbox)
         do {
             _ = try await BlockingIO.run { try folder.publishStaged() }
         } catch {
@@ -424,7 +439,12 @@ public actor MaildirMailStore: MailStore {
     /// and after the `readdir`, the names are exactly what the state knows,
     /// and the folder can settle at the end of the run like a scanned one.
     private func ensureHints(_ mailbox: String, _ folder: MaildirFolder) throws {
-        guard hints[mailbox] == nil else { return }
+        guard hints[mailbox] == nil else {
+            useClock += 1
+            lastUse[mailbox] = useClock
+            return
+        }
+        defer { retain(mailbox) }
         // Names only: no entries built, as `scan()` would (5 MB for 60,000
         // files), and the first file of a base name wins, as in a scan.
         var names = FolderFiles()
@@ -437,6 +457,31 @@ public actor MaildirMailStore: MailStore {
             exact.insert(mailbox)
             snapshots[mailbox] = (token, names)
         }
+    }
+
+    /// Marks `mailbox` as just used, then forgets the least recently used
+    /// other folders while more than `retainedFileNames` names are kept.
+    private func retain(_ mailbox: String) {
+        useClock += 1
+        lastUse[mailbox] = useClock
+        var kept = Set(hints.keys).union(snapshots.keys).reduce(0) { $0 + retained($1) }
+        guard kept > retainedFileNames else { return }
+        for folder in lastUse.sorted(by: { $0.value < $1.value }).map(\.key) where folder != mailbox {
+            guard kept > retainedFileNames else { break }
+            kept -= retained(folder)
+            hints[folder] = nil
+            snapshots[folder] = nil
+            exact.remove(folder)
+            lastUse[folder] = nil
+        }
+    }
+
+    /// Names kept for `folder`: its hints, and its snapshot unless that is
+    /// the same buffer (after a listing or a settle, until the next change).
+    private func retained(_ folder: String) -> Int {
+        let names = hints[folder], snapshot = snapshots[folder]?.files
+        if let names, let snapshot, names.sharesStorage(with: snapshot) { return names.count }
+        return (names?.count ?? 0) + (snapshot?.count ?? 0)
     }
 
     private nonisolated func baseName(_ key: MessageKey, _ mailbox: String) throws -> String {

@@ -224,7 +224,8 @@ public actor SyncEngine {
             for index in active where await budget.isHeld(items[index].index) { kept.insert(index) }
             active = active.filter { kept.contains($0) } + active.filter { !kept.contains($0) }
             let propagated = await forEach(active.map { items[$0] }, pool: pool, unreachable: { item, error in
-                Task { await budget.release(item.index) }
+                // A kept mailbox's entries stay counted; the budget still
+                // admits one load at a time, so the run goes on.
                 var report = MailboxReport(farName: item.work.record.farName, nearName: item.work.record.nearName)
                 report.error = self.connectionError(item.work, error)
                 return report

@@ -214,6 +214,41 @@ struct MaildirSnapshotTests {
         #expect(try await store.settledStatus(of: "INBOX") == nil)
     }
 
+    @Test("beyond its limit of kept file names the store forgets the least recently used folder: it still works, and is listed in full")
+    func leastRecentlyUsedFolderIsForgottenBeyondTheLimit() async throws {
+        for limit in [150_000, 5] {
+            let directory = try TemporaryDirectory(prefix: "ferrymail-retained")
+            defer { directory.remove() }
+            let store = try MaildirMailStore(root: directory.path + "/Mail", retainedFileNames: limit, account: "test", logger: quietLogger)
+            try await store.createMailbox("INBOX", role: nil)
+            try await store.createMailbox("Other", role: nil)
+            _ = try await store.listing("INBOX")
+            var keys: [MessageKey] = []
+            for index in 0..<4 { keys.append(try #require(try await store.append(message(index), to: "INBOX", flags: ["\\Seen"]))) }
+            try await store.flush("INBOX")
+            let settled = try #require(try await store.settledStatus(of: "INBOX"))
+            // INBOX's names and its snapshot are one buffer, counted once: 4.
+            _ = try await store.listing("Other")
+            #expect(try await store.settledStatus(of: "INBOX") != nil, "INBOX is still remembered")
+            // Another folder of four: with a limit of 5, INBOX's names go.
+            for index in 0..<4 { _ = try await store.append(message(10 + index, "Other"), to: "Other", flags: []) }
+            try await store.flush("Other")
+
+            try Data(message(7)).write(to: URL(fileURLWithPath: directory.path + "/Mail/new/1700000001.M7P7.elsewhere"))
+            let listing = try await store.messages(in: "INBOX", changedSince: SyncWatermark(scanToken: settled.scanToken))
+            if limit == 5 {
+                guard case .full(let messages) = listing else { Issue.record("expected a full listing, got \(listing)"); continue }
+                #expect(messages.count == 5)
+            } else {
+                guard case .delta(let changed, let vanished) = listing else { Issue.record("expected a delta, got \(listing)"); continue }
+                #expect(changed.map(\.key) == [.name("1700000001.M7P7.elsewhere")] && vanished.isEmpty)
+            }
+            // Forgotten or not, the folder's messages are found by base name.
+            try await store.setFlags([FlagChange(keys: [keys[2]], add: ["\\Flagged"], remove: [])], in: "INBOX")
+            #expect(try await store.listing("INBOX").first { $0.key == keys[2] }?.flags == ["\\Flagged", "\\Seen"])
+        }
+    }
+
     @Test("after settling, a listing reports exactly what another program changed, from one readdir")
     func listingFromTheSnapshotIsADelta() async throws {
         let (store, directory, keys) = try await storeWithOwnChanges()
