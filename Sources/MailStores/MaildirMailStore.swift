@@ -74,7 +74,7 @@ public actor MaildirMailStore: MailStore {
     /// delta, without a `readdir`): the state knows the folder as it was then.
     private var unchangedAt: [String: String] = [:]
     /// How many file names `hints` and `snapshots` may keep together (60
-    /// bytes each, about 9 MB at the default): beyond it the least recently
+    /// bytes each, about 6 MB at the default): beyond it the least recently
     /// used folders are forgotten, so a store shared by a whole account (and
     /// kept by the daemon) does not grow with it. A forgotten folder costs
     /// one `readdir` when it is next acted on, and a full listing instead of
@@ -85,7 +85,7 @@ public actor MaildirMailStore: MailStore {
     private var useClock = 0
 
     public init(root: String, layout: MaildirLayout = .maildirPlusPlus, folderNameEncoding: FolderNameEncoding = .utf8,
-                deliversUnseenToNew: Bool = false, slowGroupSync: Duration = .seconds(1), retainedFileNames: Int = 150_000,
+                deliversUnseenToNew: Bool = false, slowGroupSync: Duration = .seconds(1), retainedFileNames: Int = 100_000,
                 account: String, logger: Logger = Logger(label: "ferrymail.maildir")) throws {
         self.account = account
         self.retainedFileNames = max(0, retainedFileNames)
