@@ -13,7 +13,9 @@
 ///   (or is the first one); otherwise it is *spilled*: dropped, with the
 ///   few facts move detection needs, and listed again by the worker that
 ///   propagates it;
-/// - a kept mailbox's entries count until its worker has propagated it.
+/// - a kept mailbox's entries count until its worker has propagated it, and
+///   a spilled one is listed again only when it fits beside those (or
+///   nothing else is held or running).
 ///
 /// Spilling costs a second listing of that mailbox, which only happens when
 /// the run holds more than the limit: on an ordinary run the listings are
@@ -38,8 +40,14 @@ actor ListingBudget {
     init(limit: Int) { self.limit = max(1, limit) }
 
     /// Waits until a load of about `estimate` entries fits, then reserves it.
-    func admit(_ estimate: Int) async {
-        while running > 0 && heldTotal + reserved + estimate > limit {
+    ///
+    /// `untilReleased`: also wait for kept mailboxes to be released, not
+    /// only for running loads. Right when propagating, where every kept
+    /// mailbox is being propagated and will be released; wrong while
+    /// loading, where nothing is released and a load beyond the budget
+    /// must go ahead alone (and then spill).
+    func admit(_ estimate: Int, untilReleased: Bool = false) async {
+        while (running > 0 || (untilReleased && heldTotal > 0)) && heldTotal + reserved + estimate > limit {
             await withCheckedContinuation { waiting.append($0) }
         }
         reserved += estimate

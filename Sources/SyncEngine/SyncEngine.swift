@@ -218,14 +218,15 @@ public actor SyncEngine {
                     active.append(index)
                 }
             }
-            // Kept mailboxes first: their entries are released as they finish,
-            // which lets the spilled ones be listed again.
+            // Kept mailboxes first: the spilled ones wait for their entries
+            // to be released, so they must not take the workers first.
             var kept: Set<Int> = []
             for index in active where await budget.isHeld(items[index].index) { kept.insert(index) }
             active = active.filter { kept.contains($0) } + active.filter { !kept.contains($0) }
             let propagated = await forEach(active.map { items[$0] }, pool: pool, unreachable: { item, error in
-                // A kept mailbox's entries stay counted; the budget still
-                // admits one load at a time, so the run goes on.
+                // Its kept entries are let go of, or the spilled mailboxes
+                // waiting for them would wait for ever.
+                await budget.release(item.index)
                 var report = MailboxReport(farName: item.work.record.farName, nearName: item.work.record.nearName)
                 report.error = self.connectionError(item.work, error)
                 return report
@@ -241,7 +242,7 @@ public actor SyncEngine {
                 _ = consume outcome
                 await budget.release(item.index)
                 let estimate = item.work.estimatedEntries
-                await budget.admit(estimate)
+                await budget.admit(estimate, untilReleased: true)
                 let work = item.work.refreshed(try? engine.state.mailboxPair(id: item.work.record.id!))
                 let report = await engine.propagate(work, outcome: await engine.load(work, stores: stores), stores: stores,
                                                     ignoredPairs: item.ignoredPairs, ignoredKeys: item.ignoredKeys)
@@ -253,6 +254,12 @@ public actor SyncEngine {
         }
         let trashIndices = workers.indices.filter { isTrash[$0] && options.expungePolicy == .trash && !options.dryRun }
         let otherIndices = workers.indices.filter { !trashIndices.contains($0) }
+        // Trash mailboxes are loaded again after the others: what they hold
+        // now would only keep the others' spilled mailboxes waiting.
+        for index in trashIndices {
+            await shelf.discardLoaded(index)
+            await budget.release(index)
+        }
         var results = [MailboxReport?](repeating: nil, count: workers.count)
         for (index, result) in zip(otherIndices, await propagateAll(otherIndices.map { items[$0] }, reload: false)) {
             results[index] = result
@@ -516,7 +523,7 @@ public actor SyncEngine {
     /// could be opened for it.
     private func forEach<Item: Sendable, Result: Sendable>(
         _ items: [Item], pool: HandlePool,
-        unreachable: @escaping @Sendable (Item, any Error) -> Result,
+        unreachable: @escaping @Sendable (Item, any Error) async -> Result,
         _ body: @escaping @Sendable (Item, Sides<any MailStore>, SyncEngine) async -> Result
     ) async -> [Result] {
         let limit = options.maxConcurrentMailboxes
@@ -530,7 +537,7 @@ public actor SyncEngine {
                     do {
                         stores = try await pool.acquire()
                     } catch {
-                        return (index, unreachable(item, error))
+                        return (index, await unreachable(item, error))
                     }
                     let result = await body(item, stores, self)
                     await pool.release(stores)
@@ -581,6 +588,12 @@ actor LoadShelf {
     private var outcomes: [SyncEngine.LoadOutcome?]
 
     init(_ outcomes: [SyncEngine.LoadOutcome]) { self.outcomes = outcomes }
+
+    /// Drops a loaded (or spilled) mailbox that will be loaded again; a
+    /// failure stays, to be reported.
+    func discardLoaded(_ index: Int) {
+        if let outcome = outcomes[index], !outcome.isFailure { outcomes[index] = .skipped }
+    }
 
     func take(_ index: Int) -> SyncEngine.LoadOutcome {
         defer { outcomes[index] = nil }

@@ -1,4 +1,4 @@
-import SyncEngine
+@testable import SyncEngine
 import SyncState
 import Testing
 
@@ -122,4 +122,88 @@ import Testing
         #expect(report.mailboxes.allSatisfy { $0.copied == Sides(far: 0, near: 0) })
         expectNothingChanged(try await world.sync(Self.tight))
     }
+}
+
+extension ListingBudgetTests {
+    /// With the trash policy, the Trash mailbox is propagated after the
+    /// others; held meanwhile, it would keep their spilled mailboxes waiting
+    /// for ever.
+    @Test(.timeLimit(.minutes(1)))
+    func theTrashPolicyWithSpilledMailboxesFinishes() async throws {
+        var options = SyncOptions(expungePolicy: .trash, mapping: MailboxMapping(nearNamesByRole: [.trash: "Trash"]))
+        options.heldMessages = 15
+        try await checkCase("trash, spilled", options: options, world: {
+            try World(mailboxes: ["INBOX": nil, "A": nil, "B": nil, "Trash": .trash])
+        }) { world in
+            for folder in ["INBOX", "A", "B", "Trash"] {
+                for index in 0..<10 { await world.far.deliver(body("\(folder)-\(index)"), to: folder) }
+            }
+            try await world.sync(options)
+            for folder in ["INBOX", "A", "B", "Trash"] {
+                for index in 1..<10 { await world.setFlags("\(folder)-\(index)", on: .far, in: folder, to: ["\\Seen"]) }
+            }
+            await world.delete("A-0", on: .near, in: "A")
+        } expected: { snapshot in
+            #expect(snapshot.far["A"]?["A-0"] == nil)
+            #expect(snapshot.far["Trash"]?["A-0"] == [.none])
+            #expect(snapshot.near["A"]?["A-1"] == [["\\Seen"]])
+            #expect(snapshot.near["Trash"]?["Trash-1"] == [["\\Seen"]])
+        }
+    }
+}
+
+/// The budget on its own: who waits, who is kept.
+@Suite struct ListingBudgetRules {
+    /// Whether `admit` returned within a few turns of the executor.
+    private func admitted(_ budget: ListingBudget, _ estimate: Int, untilReleased: Bool = false) async -> (Task<Void, Never>, () async -> Bool) {
+        let done = Flag()
+        let task = Task {
+            await budget.admit(estimate, untilReleased: untilReleased)
+            await done.set()
+        }
+        return (task, {
+            for _ in 0..<50 { await Task.yield() }
+            return await done.value
+        })
+    }
+
+    @Test func aLoadBeyondTheBudgetGoesAheadAloneAndIsKeptWhenFirst() async {
+        let budget = ListingBudget(limit: 10)
+        await budget.admit(25)
+        #expect(await budget.loaded(0, estimate: 25, entries: 25), "the first mailbox is kept, whatever its size")
+        await budget.admit(5)
+        #expect(await budget.loaded(1, estimate: 5, entries: 5) == false, "nothing fits beside 25 entries")
+        #expect(await budget.isHeld(0))
+        #expect(await budget.isHeld(1) == false)
+    }
+
+    @Test func aSecondLoadWaitsUntilTheFirstEnds() async {
+        let budget = ListingBudget(limit: 10)
+        await budget.admit(6)
+        let (second, isAdmitted) = await admitted(budget, 6)
+        #expect(await isAdmitted() == false, "6 + 6 is over 10 while the first runs")
+        #expect(await budget.loaded(0, estimate: 6, entries: 2))
+        await second.value
+        #expect(await budget.peak <= 10)
+    }
+
+    @Test func propagationWaitsForKeptEntriesToBeReleased() async {
+        let budget = ListingBudget(limit: 10)
+        await budget.admit(8)
+        #expect(await budget.loaded(0, estimate: 8, entries: 8))
+        // Loading: nothing runs, so it goes ahead (and would spill).
+        let (_, loading) = await admitted(budget, 5)
+        #expect(await loading())
+        await budget.finished(estimate: 5)
+        // Propagating: it waits for the kept mailbox.
+        let (reload, propagating) = await admitted(budget, 5, untilReleased: true)
+        #expect(await propagating() == false)
+        await budget.release(0)
+        await reload.value
+    }
+}
+
+private actor Flag {
+    private(set) var value = false
+    func set() { value = true }
 }
