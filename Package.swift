@@ -6,7 +6,7 @@ import Glibc
 
 /// How the `ferrymail` executable is linked on Linux, for its resident size:
 /// every run maps most of the binary, so what the loader must read counts.
-/// - lld (shipped with the Swift toolchain) instead of gold, for the next two;
+/// - lld (shipped with the Swift toolchain) instead of gold, for the last one;
 /// - `--no-export-dynamic`: the Swift static-stdlib link exports every symbol
 ///   of the executable (2.5 MB of symbol tables the loader searches) though
 ///   nothing looks them up;
@@ -21,6 +21,11 @@ let compactLinking: [LinkerSetting] = {
     let text = confstr(Int32(_CS_GNU_LIBC_VERSION), &buffer, buffer.count) > 0 ? String(cString: buffer) : ""
     let version = text.hasPrefix("glibc ") ? text.dropFirst(6).split(separator: ".").compactMap { Int($0) } : []
     let relr = version.count >= 2 && (version[0], version[1]) >= (2, 36)
+    // Toolchains from swift.org ship ld.lld beside swift; without it, gold
+    // still drops the symbol exports.
+    let path = getenv("PATH").map { String(cString: $0) } ?? ""
+    let lld = path.split(separator: ":").contains { access("\($0)/ld.lld", X_OK) == 0 }
+    guard lld else { return [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])] }
     return [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic"]
                          + (relr ? ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"] : []))]
     #else
