@@ -22,9 +22,10 @@
 /// deltas of a few entries and everything is kept.
 actor ListingBudget {
     /// A loaded entry and then its planned copy take about 0.25 KB, so about
-    /// 12 MB beside the 36 MB of the binary's and libraries' own pages. On
-    /// a first sync of 200,000 messages in eight folders, 100,000 held
-    /// 61–64 MB at the peak, 50,000 held 58 MB, for 20 % more time: fewer
+    /// 12 MB beside the 29 MB of the binary's and libraries' own pages. On
+    /// a first sync of 200,000 messages in eight folders (before the link
+    /// flags of `Package.swift` took 5–8 MB off every run), 100,000 peaked
+    /// at 61–64 MB and 50,000 at 58 MB, for up to 20 % more time: fewer
     /// folders download at once.
     static let defaultLimit = 50_000
 
