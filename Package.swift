@@ -13,7 +13,7 @@ import Glibc
 /// - `-z pack-relative-relocs` (DT_RELR), only where the C library can load
 ///   it (glibc 2.36, Debian 12): 110,000 relative relocations take 22 KB
 ///   instead of 2.6 MB, all of which the loader reads at every start.
-/// A first sync of 200,000 messages peaked at 55 MB resident instead of 61–64.
+/// A first sync of 200,000 messages peaked at 54–56 MB resident instead of 59–63.
 let compactLinking: [LinkerSetting] = {
     #if os(Linux)
     // "glibc 2.36"; empty on another C library, which then gets no RELR.

@@ -22,11 +22,12 @@
 /// deltas of a few entries and everything is kept.
 actor ListingBudget {
     /// A loaded entry and then its planned copy take about 0.25 KB, so about
-    /// 12 MB beside the 29 MB of the binary's and libraries' own pages. On
-    /// a first sync of 200,000 messages in eight folders (before the link
-    /// flags of `Package.swift` took 5–8 MB off every run), 100,000 peaked
-    /// at 61–64 MB and 50,000 at 58 MB, for up to 20 % more time: fewer
-    /// folders download at once.
+    /// 12 MB beside the 29 MB of the binary's and libraries' own pages. A
+    /// first sync of 200,000 messages in eight folders peaked at 66.5 MB
+    /// without a budget, 60–63 MB with 100,000 and 58–63 MB with 50,000
+    /// (before the link flags of `Package.swift` took 5–8 MB off every run),
+    /// for up to 20 % more time: fewer folders download at once. 50,000
+    /// because the peak's spikes come from folders reconciled at once.
     static let defaultLimit = 50_000
 
     let limit: Int
