@@ -97,11 +97,7 @@ struct MoveDetector {
             let wanted = Set(vanished.map(\.match))
             var arrivals: [Match: [(Int, MessageInfo)]] = [:]
             for mailbox in eligible {
-                let known = Set(mailbox.loaded.pairs.compactMap { $0.keys[side] })
-                let candidates = mailbox.loaded.listings[side].messages.filter { message in
-                    !known.contains(message.key) && !wanted.isDisjoint(with: Self.matches(message))
-                }
-                for message in candidates.sorted(by: { $0.key < $1.key }) {
+                for message in Self.unpaired(in: mailbox.loaded, on: side, matching: wanted).sorted(by: { $0.key < $1.key }) {
                     for match in Self.matches(message) where wanted.contains(match) {
                         arrivals[match, default: []].append((mailbox.index, message))
                     }
@@ -165,13 +161,19 @@ struct MoveDetector {
         trimmed.loaded.pairs = []
         for side in Side.allCases {
             let wanted = Set(vanished[side].map(\.match))
-            let known = Set(mailbox.loaded.pairs.compactMap { $0.keys[side] })
-            let candidates = wanted.isEmpty ? [] : mailbox.loaded.listings[side].messages.filter { message in
-                !known.contains(message.key) && !wanted.isDisjoint(with: Self.matches(message))
-            }
+            let candidates = wanted.isEmpty ? [] : Self.unpaired(in: mailbox.loaded, on: side, matching: wanted)
             trimmed.loaded.listings[side] = .delta(changed: candidates, vanished: [])
         }
         return trimmed
+    }
+
+    /// The messages listed on `side` that no pair holds and that carry one
+    /// of `wanted`'s matches: the only ones that can be a vanished pair moved.
+    private static func unpaired(in loaded: LoadedMailbox, on side: Side, matching wanted: Set<Match>) -> [MessageInfo] {
+        let known = Set(loaded.pairs.compactMap { $0.keys[side] })
+        return loaded.listings[side].messages.filter { message in
+            !known.contains(message.key) && !wanted.isDisjoint(with: matches(message))
+        }
     }
 
     private static func eligible(_ mailboxes: [Mailbox]) -> [Mailbox] {
