@@ -439,11 +439,7 @@ public actor MaildirMailStore: MailStore {
     /// and after the `readdir`, the names are exactly what the state knows,
     /// and the folder can settle at the end of the run like a scanned one.
     private func ensureHints(_ mailbox: String, _ folder: MaildirFolder) throws {
-        guard hints[mailbox] == nil else {
-            useClock += 1
-            lastUse[mailbox] = useClock
-            return
-        }
+        guard hints[mailbox] == nil else { return touch(mailbox) }
         defer { retain(mailbox) }
         // Names only: no entries built, as `scan()` would (5 MB for 60,000
         // files), and the first file of a base name wins, as in a scan.
@@ -462,8 +458,7 @@ public actor MaildirMailStore: MailStore {
     /// Marks `mailbox` as just used, then forgets the least recently used
     /// other folders while more than `retainedFileNames` names are kept.
     private func retain(_ mailbox: String) {
-        useClock += 1
-        lastUse[mailbox] = useClock
+        touch(mailbox)
         var kept = Set(hints.keys).union(snapshots.keys).reduce(0) { $0 + retained($1) }
         guard kept > retainedFileNames else { return }
         for folder in lastUse.sorted(by: { $0.value < $1.value }).map(\.key) where folder != mailbox {
@@ -474,6 +469,12 @@ public actor MaildirMailStore: MailStore {
             exact.remove(folder)
             lastUse[folder] = nil
         }
+    }
+
+    /// Marks `mailbox` as the most recently used folder.
+    private func touch(_ mailbox: String) {
+        useClock += 1
+        lastUse[mailbox] = useClock
     }
 
     /// Names kept for `folder`: its hints, and its snapshot unless that is
