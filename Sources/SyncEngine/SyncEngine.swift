@@ -186,7 +186,7 @@ public actor SyncEngine {
                 // Reload what the moves changed; the state now holds the moved pairs.
                 // A spilled mailbox is listed again when it propagates anyway.
                 for index in touched.sorted() where !loads[index].isSpilled {
-                    let refreshed = workers[index].refreshed(try? state.mailboxPair(id: workers[index].record.id!))
+                    let refreshed = current(workers[index])
                     loads[index] = await load(refreshed, stores: try await pool.acquire(), releasingTo: pool)
                 }
             }
@@ -243,7 +243,7 @@ public actor SyncEngine {
                 await budget.release(item.index)
                 let estimate = item.work.estimatedEntries
                 await budget.admit(estimate, untilReleased: true)
-                let work = item.work.refreshed(try? engine.state.mailboxPair(id: item.work.record.id!))
+                let work = engine.current(item.work)
                 let report = await engine.propagate(work, outcome: await engine.load(work, stores: stores), stores: stores,
                                                     ignoredPairs: item.ignoredPairs, ignoredKeys: item.ignoredKeys)
                 await budget.finished(estimate: estimate)
@@ -347,6 +347,12 @@ public actor SyncEngine {
         return outcome
     }
 
+    /// `work` with its mailbox pair as the state holds it now (after this
+    /// run's UIDVALIDITY adoption or moves), for loading it again.
+    private nonisolated func current(_ work: MailboxWork) -> MailboxWork {
+        work.refreshed(try? state.mailboxPair(id: work.record.id!))
+    }
+
     /// Phase 2's load: admitted by the budget, kept when it fits, else
     /// spilled with what move detection needs of it.
     private func load(_ work: MailboxWork, index: Int, stores: Sides<any MailStore>, budget: ListingBudget,
@@ -373,7 +379,7 @@ public actor SyncEngine {
                           detector: MoveDetector) async -> [MoveDetector.Mailbox] {
         var found: [MoveDetector.Mailbox] = []
         for entry in spilled where !entry.invalidated {
-            let work = workers[entry.index].refreshed(try? state.mailboxPair(id: workers[entry.index].record.id!))
+            let work = current(workers[entry.index])
             let estimate = work.estimatedEntries
             await budget.admit(estimate)
             if let stores = try? await pool.acquire() {
