@@ -77,6 +77,10 @@ public struct ReconcileInput: Sendable {
     /// (only used when moves are not executed first, i.e. in a dry run).
     public var ignoredPairs: Set<Int64>
     public var ignoredKeys: Sides<Set<MessageKey>>
+    /// Unpaired messages a side holds that are planned separately (the
+    /// engine copies a large one-sided batch a slice at a time); they count
+    /// only for the mass-deletion guard, as that side's messages.
+    public var setAside: Sides<Int>
 
     public init(
         account: String, mailbox: String, pairs: [StatePair], unloadedPairs: Int = 0, listings: Sides<MessageListing>,
@@ -85,7 +89,8 @@ public struct ReconcileInput: Sendable {
         writable: Sides<Bool> = Sides(far: true, near: true),
         keywords: Sides<Bool> = Sides(far: true, near: true),
         massDeletion: MassDeletionGuard = MassDeletionGuard(),
-        ignoredPairs: Set<Int64> = [], ignoredKeys: Sides<Set<MessageKey>> = Sides(far: [], near: [])
+        ignoredPairs: Set<Int64> = [], ignoredKeys: Sides<Set<MessageKey>> = Sides(far: [], near: []),
+        setAside: Sides<Int> = Sides(far: 0, near: 0)
     ) {
         self.account = account
         self.mailbox = mailbox
@@ -99,6 +104,7 @@ public struct ReconcileInput: Sendable {
         self.massDeletion = massDeletion
         self.ignoredPairs = ignoredPairs
         self.ignoredKeys = ignoredKeys
+        self.setAside = setAside
     }
 }
 
@@ -354,7 +360,7 @@ public enum Reconciler {
         // mirrored as "the user deleted everything".
         for side in Side.allCases {
             let deletions = plan.removals[side].count + plan.trash[side].count
-            let messages = views[side].count + input.unloadedPairs
+            let messages = views[side].count + input.unloadedPairs + input.setAside[side]
             if !input.massDeletion.allow, messages > input.massDeletion.minimumMessages,
                Double(deletions) > input.massDeletion.share * Double(messages) {
                 throw .massDeletion(account: input.account, mailbox: input.mailbox, side: side,

@@ -430,7 +430,7 @@ public actor SyncEngine {
     private func propagate(_ work: MailboxWork, outcome: consuming LoadOutcome, stores: Sides<any MailStore>,
                            ignoredPairs: Set<Int64>, ignoredKeys: Sides<Set<MessageKey>>) async -> MailboxReport {
         var report = MailboxReport(farName: work.record.farName, nearName: work.record.nearName)
-        let loaded: LoadedMailbox
+        var loaded: LoadedMailbox
         switch consume outcome {
         case .skipped:
             report.skipped = true
@@ -448,6 +448,8 @@ public actor SyncEngine {
         }
         report.pairsLoaded = loaded.pairs.count
         let sync = mailboxSync(work, stores: stores)
+        // A dry run shows the whole plan; only a real run copies in slices.
+        if !options.dryRun && ignoredKeys.far.isEmpty && ignoredKeys.near.isEmpty { sync.setAsideNewMessages(&loaded) }
         do {
             let plan = try Reconciler.reconcile(sync.reconcileInput(loaded, ignoredPairs: ignoredPairs, ignoredKeys: ignoredKeys))
             if let planObserver, !options.dryRun {
@@ -458,6 +460,12 @@ public actor SyncEngine {
                     for copy in plan.copies[side] where options.admits(size: copy.source.size) {
                         messages[side] += 1
                         bytes[side] += copy.source.size
+                    }
+                }
+                if let aside = loaded.setAside, options.direction.writable[aside.side.opposite] {
+                    for message in aside.messages where options.admits(size: message.size) {
+                        messages[aside.side.opposite] += 1
+                        bytes[aside.side.opposite] += message.size
                     }
                 }
                 planObserver(PlannedTransfers(mailbox: work.record.farName, messages: messages, bytes: bytes))
