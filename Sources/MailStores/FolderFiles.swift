@@ -96,6 +96,47 @@ struct FolderFiles: Sendable {
         return missing
     }
 
+    /// The live records' indices ordered by base name bytes, the sync
+    /// state's key order: 4 bytes a file, where a sorted list of names
+    /// would cost a string each. Indices are insertion order while nothing
+    /// was removed or replaced.
+    func recordsInKeyOrder() -> [Int32] {
+        var order: [Int32] = []
+        order.reserveCapacity(count)
+        for index in records.indices where !records[index].isDead { order.append(Int32(index)) }
+        bytes.withUnsafeBufferPointer { buffer in
+            records.withUnsafeBufferPointer { records in
+                func base(_ index: Int32) -> UnsafeBufferPointer<UInt8> {
+                    let record = records[Int(index)]
+                    return UnsafeBufferPointer(rebasing: buffer[Int(record.start)..<(Int(record.start) + Int(record.baseLength))])
+                }
+                order.sort { base($0).lexicographicallyPrecedes(base($1)) }
+            }
+        }
+        return order
+    }
+
+    /// How the base name of record `index` sorts against `name`, by bytes.
+    func compareBase(of index: Int32, with name: String) -> Int {
+        let record = records[Int(index)]
+        return bytes.withUnsafeBufferPointer { buffer in
+            let base = UnsafeBufferPointer(rebasing: buffer[Int(record.start)..<(Int(record.start) + Int(record.baseLength))])
+            if base.elementsEqual(name.utf8) { return 0 }
+            return base.lexicographicallyPrecedes(name.utf8) ? -1 : 1
+        }
+    }
+
+    /// The base name and the whole file name of record `index`.
+    func names(of index: Int32) -> (base: String, fileName: String) {
+        let record = records[Int(index)]
+        return bytes.withUnsafeBufferPointer { buffer in
+            let start = Int(record.start), baseEnd = start + Int(record.baseLength)
+            let base = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<baseEnd]), as: UTF8.self)
+            let rest = String(decoding: UnsafeBufferPointer(rebasing: buffer[baseEnd..<record.end]), as: UTF8.self)
+            return (base, record.wholeName ? rest : base + rest)
+        }
+    }
+
     /// Every base name held (for tests and small folders).
     var baseNames: [String] { baseNames(missingFrom: FolderFiles()) }
 

@@ -150,6 +150,20 @@ public actor MaildirMailStore: MailStore {
     /// gives a delta from one `readdir` diffed against the snapshot. Anything
     /// else is a full listing.
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
+        try listing(mailbox, changedSince: watermark, comparedWith: nil)
+    }
+
+    /// Where the listing would be full, the scan keeps only the folder's
+    /// names (which it keeps anyway, as the snapshot) and 8 bytes a file
+    /// beside them; the names are merged with the recorded keys in key
+    /// order, and only the files that differ are `stat`ed and listed.
+    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
+        -> MessageListing {
+        try listing(mailbox, changedSince: watermark, comparedWith: recorded)
+    }
+
+    private func listing(_ mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages?) throws
+        -> MessageListing {
         try run(mailbox, "scanning folder") {
             let folder = try self.folder(mailbox)
             // A Maildir has no UIDVALIDITY; a watermark carrying one is not ours.
@@ -163,6 +177,7 @@ public actor MaildirMailStore: MailStore {
             }
             let snapshot = snapshots[mailbox]
             let baseline = snapshot != nil && watermark?.scanToken == snapshot?.token ? snapshot?.files : nil
+            if baseline == nil, let recorded { return try compared(mailbox, folder, with: recorded) }
             // Streamed: only the names and the listing are kept, no list of
             // scan entries beside them.
             var names = FolderFiles(minimumCapacity: snapshot?.files.count ?? 1024)
@@ -193,6 +208,86 @@ public actor MaildirMailStore: MailStore {
             let vanished = baseline.baseNames(missingFrom: names).sorted().map { MessageKey.name($0) }
             return .delta(changed: messages, vanished: vanished)
         }
+    }
+
+    /// The full listing of `folder` as a delta against `recorded`; the full
+    /// listing itself when they differ in more than `deltaLimit` keys or the
+    /// recorded keys do not come in key order.
+    private func compared(_ mailbox: String, _ folder: MaildirFolder, with recorded: RecordedMessages) throws -> MessageListing {
+        var names = FolderFiles(minimumCapacity: max(1024, recorded.count))
+        // Per file, by record index: the size its name gives (`,S=`; max when
+        // none) and its flags as an index into the few distinct sets, with
+        // the top bit for `new/`.
+        var sizes: [UInt32] = [], flagRefs: [UInt32] = []
+        sizes.reserveCapacity(recorded.count)
+        flagRefs.reserveCapacity(recorded.count)
+        var flagSets: [SyncState.MessageFlags] = [], flagIndex: [SyncState.MessageFlags: UInt32] = [:]
+        let scan = try folder.scan { entry, base in
+            guard names.insertIfAbsent(fileName: entry.fileName, baseEnd: base.endIndex) else { return false }
+            let flags = Self.syncFlags(entry.flags)
+            let ref: UInt32
+            if let known = flagIndex[flags] {
+                ref = known
+            } else {
+                ref = UInt32(flagSets.count)
+                flagSets.append(flags)
+                flagIndex[flags] = ref
+            }
+            sizes.append(entry.size.map { UInt32(clamping: $0) } ?? .max)
+            flagRefs.append(ref | (entry.subdirectory == .new ? 0x8000_0000 : 0))
+            return true
+        }
+        hints[mailbox] = names
+        exact.insert(mailbox)
+        snapshots[mailbox] = (Self.text(scan.token), names)
+        retain(mailbox)
+
+        func info(_ index: Int32) -> MessageInfo {
+            let (base, fileName) = names.names(of: index)
+            let ref = flagRefs[Int(index)]
+            let sub: MaildirSubdirectory = ref & 0x8000_0000 != 0 ? .new : .cur
+            let named = sizes[Int(index)] == .max ? nil : Int64(sizes[Int(index)])
+            let size: Int64, date: Int64?
+            if let st = folder.fileStatus(fileName: fileName, in: sub) {
+                (size, date) = (named ?? Int64(st.st_size), Int64(st.st_mtim.tv_sec))
+            } else {
+                // Renamed or removed since the readdir: listed as read (see
+                // the full listing's note).
+                (size, date) = (named ?? 0, nil)
+            }
+            return MessageInfo(key: .name(base), flags: flagSets[Int(ref & 0x7fff_ffff)], size: size, internalDate: date)
+        }
+
+        let order = names.recordsInKeyOrder()
+        let limit = recorded.deltaLimit(listed: order.count)
+        var changed: [Int32] = [], vanished: [MessageKey] = []
+        var next = 0, ordered = true, small = true
+        var previous: MessageKey?
+        try recorded.forEach { key, flags in
+            guard case .name(let name) = key else { return true }
+            if let previous, !(previous < key) {
+                ordered = false
+                return false
+            }
+            previous = key
+            while next < order.count, names.compareBase(of: order[next], with: name) < 0 {
+                changed.append(order[next])
+                next += 1
+            }
+            if next < order.count, names.compareBase(of: order[next], with: name) == 0 {
+                if !RecordedMessages.agree(flagSets[Int(flagRefs[Int(order[next])] & 0x7fff_ffff)], flags) { changed.append(order[next]) }
+                next += 1
+            } else {
+                vanished.append(key)
+            }
+            small = changed.count + vanished.count <= limit
+            return small
+        }
+        guard ordered, small, changed.count + (order.count - next) + vanished.count <= limit else {
+            return .full(order.map(info))
+        }
+        changed.append(contentsOf: order[next...])
+        return .delta(changed: changed.map(info), vanished: vanished)
     }
 
     /// One `readdir` once the directories have settled: when the folder

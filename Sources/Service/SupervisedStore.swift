@@ -69,6 +69,12 @@ struct SupervisedStore: MailStore {
         return try await inner.messages(in: mailbox, changedSince: fullReconcile ? nil : watermark)
     }
 
+    func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
+        -> MessageListing {
+        try gate.check(account: account)
+        return try await inner.messages(in: mailbox, changedSince: fullReconcile ? nil : watermark, comparedWith: recorded)
+    }
+
     func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
         try gate.check(account: account)
         return try await inner.messageIds(for: keys, in: mailbox)

@@ -216,6 +216,33 @@ public enum MessageListing: Sendable, Hashable {
     case delta(changed: [MessageInfo], vanished: [MessageKey])
 }
 
+/// What the sync state records for one side of a mailbox, handed to a store
+/// that can compare its full listing with it
+/// (`messages(in:changedSince:comparedWith:)`).
+public struct RecordedMessages: Sendable {
+    /// How many rows the state holds for the mailbox.
+    public var count: Int
+    /// Calls `body` with each recorded key and its agreed flags, in key
+    /// order (`MessageKey.<`), until `body` returns false.
+    public var forEach: @Sendable (_ body: (MessageKey, MessageFlags) -> Bool) throws -> Void
+
+    public init(count: Int, forEach: @escaping @Sendable (_ body: (MessageKey, MessageFlags) -> Bool) throws -> Void) {
+        self.count = count
+        self.forEach = forEach
+    }
+
+    /// Beyond this many differing keys a listing stays full: the rows would
+    /// be read anyway, and one query per 500 keys would be slower. Below
+    /// 1024 a delta is always small enough.
+    public func deltaLimit(listed: Int) -> Int { max(1024, max(count, listed) / 4) }
+
+    /// Whether a listed message's flags are the recorded ones, as the
+    /// reconciler compares them (`FlagMerge.normalized`).
+    public static func agree(_ listed: MessageFlags, _ recorded: MessageFlags) -> Bool {
+        FlagMerge.normalized(listed) == FlagMerge.normalized(recorded)
+    }
+}
+
 /// One `UID STORE`: the same change applied to many messages. The engine
 /// groups its flag updates by identical change so a store issues one command
 /// per group.
@@ -316,6 +343,15 @@ public protocol MailStore: Sendable {
     /// Lists messages: changes since `watermark` when the store can (and the
     /// watermark is still valid), every message otherwise.
     func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing
+    /// `messages(in:changedSince:)`, except that where it would list every
+    /// message the store may return the delta that listing amounts to
+    /// against `recorded`: the messages whose key is not recorded or whose
+    /// flags differ, and the recorded keys it lacks. A store that can do so
+    /// without building an entry for every message (a Maildir, whose full
+    /// listing of 200,000 files otherwise held 40 MB) implements it; the
+    /// default lists, and the engine compares the full listing itself.
+    func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
+        -> MessageListing
     /// Message-IDs for the given keys (IMAP `BODY.PEEK[HEADER.FIELDS
     /// (MESSAGE-ID)]`), fetched lazily: only for messages the engine must
     /// match. Messages without the header are left out.
@@ -354,6 +390,11 @@ public protocol MailStore: Sendable {
 }
 
 extension MailStore {
+    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
+        -> MessageListing {
+        try await messages(in: mailbox, changedSince: watermark)
+    }
+
     /// Proving takes knowing one's own changes; a store that does not track
     /// them proves nothing, and the next run rescans, as it always may.
     public func settledStatus(of mailbox: String) async throws -> MailboxStatus? { nil }
@@ -381,6 +422,10 @@ extension MailStoreDecorator {
     public func select(_ mailbox: String) async throws -> MailboxStatus { try await inner.select(mailbox) }
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
         try await inner.messages(in: mailbox, changedSince: watermark)
+    }
+    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
+        -> MessageListing {
+        try await inner.messages(in: mailbox, changedSince: watermark, comparedWith: recorded)
     }
     public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
         try await inner.messageIds(for: keys, in: mailbox)

@@ -75,6 +75,12 @@ public struct FaultInjectingStore: MailStore {
         return try await inner.messages(in: mailbox, changedSince: watermark)
     }
 
+    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
+        -> MessageListing {
+        try await schedule.checkAlive()
+        return try await inner.messages(in: mailbox, changedSince: watermark, comparedWith: recorded)
+    }
+
     public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
         try await schedule.checkAlive()
         return try await inner.messageIds(for: keys, in: mailbox)
@@ -171,6 +177,10 @@ public struct ReadOnlyStore: MailStore {
     public func select(_ mailbox: String) async throws -> MailboxStatus { try await inner.select(mailbox) }
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
         try await inner.messages(in: mailbox, changedSince: watermark)
+    }
+    public func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
+        -> MessageListing {
+        try await inner.messages(in: mailbox, changedSince: watermark, comparedWith: recorded)
     }
     public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
         try await inner.messageIds(for: keys, in: mailbox)
