@@ -141,13 +141,17 @@ struct MailboxSync: Sendable {
         var loaded = LoadedMailbox(record: record, statuses: statuses, listings: consume listings, pairs: pairs, unloadedPairs: unloaded,
                                    invalidated: changed)
         // Message-IDs pair unpaired messages of both sides, so they are read
-        // when the other side has unpaired messages too, or after a
-        // UIDVALIDITY change. Otherwise they wait: a first download of 60,000
-        // messages would hold 60,000 of them (8 MB) from here to its last copy.
+        // when the other side has unpaired messages too, after a UIDVALIDITY
+        // change, or when a pair lacks its key on this side (a run stopped
+        // right after adopting a new UIDVALIDITY: without them its messages
+        // were downloaded a second time). Otherwise they wait: a first
+        // download of 60,000 messages would hold 60,000 of them (8 MB) from
+        // here to its last copy.
         let known = Sides { side in changed[side] ? [] : Set(pairs.compactMap { $0.keys[side] }) }
         let unpaired = Sides { side in loaded.listings[side].messages.contains { !known[side].contains($0.key) } }
+        let keyless = Sides { side in pairs.contains { $0.keys[side] == nil } }
         for side in Side.allCases {
-            if changed.far || changed.near || unpaired[side.opposite] {
+            if changed.far || changed.near || unpaired[side.opposite] || keyless[side] {
                 try await withMessageIds(&loaded.listings[side], excluding: known[side], on: side)
             } else {
                 loaded.deferredMessageIds[side] = unpaired[side]
@@ -359,8 +363,8 @@ struct MailboxSync: Sendable {
     var copySlice: Int { max(1, min(options.heldMessages / 4, 10_000)) }
 
     /// Takes the unpaired messages of one side out of its listing when the
-    /// other side has none and no key was invalidated: then no identity
-    /// match can pair them, and each is a copy to the other side with its
+    /// other side has none, no key was invalidated and no pair lacks its key
+    /// on that side: then no identity match can pair them, and each is a copy to the other side with its
     /// own flags (`execute` plans them a slice at a time). The rest of the
     /// mailbox is reconciled as before; the mass-deletion guard still counts
     /// the set-aside messages among the side's messages.
@@ -368,7 +372,11 @@ struct MailboxSync: Sendable {
         guard loaded.setAside == nil, !loaded.invalidated.far, !loaded.invalidated.near else { return }
         let known = Sides { side in Set(loaded.pairs.compactMap { $0.keys[side] }) }
         let unpaired = Sides { side in loaded.listings[side].messages.count { !known[side].contains($0.key) } }
-        guard let side = Side.allCases.first(where: { unpaired[$0] > 0 && unpaired[$0.opposite] == 0 }) else { return }
+        // A pair missing its key on that side (a run interrupted after it
+        // adopted a new UIDVALIDITY) is re-paired with one of them by identity.
+        guard let side = Side.allCases.first(where: { side in
+            unpaired[side] > 0 && unpaired[side.opposite] == 0 && loaded.pairs.allSatisfy { $0.keys[side] != nil }
+        }) else { return }
         // The unpaired stay in the listing's own array; the paired ones (none
         // at a first download) are the copy.
         var messages: [MessageInfo]

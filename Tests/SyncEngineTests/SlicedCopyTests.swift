@@ -93,6 +93,31 @@ import Testing
         }
     }
 
+    /// A run interrupted right after it adopted a new far UIDVALIDITY leaves
+    /// pairs without far UIDs and no invalidation to see: the far messages
+    /// are unpaired, the near ones paired. They must be re-paired by
+    /// identity, never set aside as new and downloaded a second time.
+    @Test func pairsMissingTheirKeyAreRepairedNotCopiedAgain() async throws {
+        let world = try World()
+        for index in 0..<8 { await world.far.deliver(body("m\(index)"), to: "INBOX") }
+        try await world.sync(Self.small)
+        await world.far.renumber("INBOX")
+        let validity = try #require(try await world.far.select("INBOX").uidValidity)
+        let account = try world.state.account(named: "test")
+        let mailbox = try #require(try world.state.mailboxPairs(account: account.id!).first { $0.farName == "INBOX" })
+        _ = try world.state.resetFarUidValidity(mailbox: mailbox.id!, newValidity: validity)
+
+        let report = try await world.sync(Self.small)
+        #expect(report.allErrors.isEmpty, "\(report.allErrors)")
+        #expect(report.mailbox("INBOX")?.copied.near == 0)
+        let snapshot = await world.snapshot()
+        for side in Side.allCases {
+            #expect(snapshot[side]["INBOX"]?.count == 8, "\(side)")
+            #expect(snapshot[side]["INBOX"]?.values.allSatisfy { $0.count == 1 } == true, "\(side): no duplicates")
+        }
+        expectNothingChanged(try await world.sync(Self.small))
+    }
+
     /// A dry run shows the whole plan, not a slice of it.
     @Test func aDryRunPlansTheWholeBatch() async throws {
         let world = try World()
