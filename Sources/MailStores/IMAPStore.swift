@@ -35,6 +35,8 @@ public actor IMAPStore: MailStore {
         public var fetchedBodies = 0
         public var appends = 0
         public var reconnects = 0
+        /// Parts of a mailbox listed (`messages(in:after:limit:)`).
+        public var listedPages = 0
     }
 
     public nonisolated let capabilities: StoreCapabilities
@@ -207,6 +209,39 @@ public actor IMAPStore: MailStore {
             let listing = ListingCollector(expected: min(Int(self.selected?.exists ?? 0), Self.maximumReserved))
             _ = try await connection.uidFetch(.all, items: Self.listingItems, sink: listing, retainingMessages: false)
             return .full(await listing.taken())
+        }
+    }
+
+    /// `UID SEARCH UID n:*` (compact with ESEARCH), then a `UID FETCH` of
+    /// the first `limit` UIDs it found. Kept from UIDs, not message numbers:
+    /// an expunge by another client between two pages shifts the numbers,
+    /// and a message would be skipped.
+    public func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]? {
+        let first: UInt32
+        switch key {
+        case nil: first = 1
+        case .uid(let uid) where uid < UInt32.max: first = uid + 1
+        case .uid: return []
+        case .name(let name): throw MailStoreError.wrongKeyKind(account: account, mailbox: mailbox, key: .name(name))
+        }
+        return try await exclusively(mailbox, "UID FETCH (listing)") { connection in
+            try await self.ensureSelected(mailbox, connection)
+            // `n:*` with n beyond the last UID still matches the last message.
+            let found = try await connection.uidSearch(.uid(UIDSet(first...UInt32.max))).uids
+            var page = UIDSet(), count = 0
+            for range in found.ranges where count < limit && range.upperBound >= first {
+                let lower = max(range.lowerBound, first)
+                let upper = UInt32(min(UInt64(range.upperBound), UInt64(lower) + UInt64(limit - count) - 1))
+                page.insert(lower...upper)
+                count += Int(upper - lower) + 1
+            }
+            self.statistics.listedPages += 1
+            guard !page.isEmpty else { return [] }
+            let listing = ListingCollector(expected: count)
+            _ = try await connection.uidFetch(page, items: Self.listingItems, sink: listing, retainingMessages: false)
+            var messages = await listing.taken()
+            if !zip(messages, messages.dropFirst()).allSatisfy({ $0.key < $1.key }) { messages.sort { $0.key < $1.key } }
+            return messages
         }
     }
 

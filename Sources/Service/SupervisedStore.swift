@@ -75,6 +75,11 @@ struct SupervisedStore: MailStore {
         return try await inner.messages(in: mailbox, changedSince: fullReconcile ? nil : watermark, comparedWith: recorded)
     }
 
+    func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]? {
+        try gate.check(account: account)
+        return try await inner.messages(in: mailbox, after: key, limit: limit)
+    }
+
     func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
         try gate.check(account: account)
         return try await inner.messageIds(for: keys, in: mailbox)

@@ -352,6 +352,13 @@ public protocol MailStore: Sendable {
     /// default lists, and the engine compares the full listing itself.
     func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
         -> MessageListing
+    /// Part of the mailbox's full listing: up to `limit` messages whose keys
+    /// come after `key` (from the first when nil), in key order, each as
+    /// `messages(in:changedSince:)` lists it. Nil when the store cannot list
+    /// part of a mailbox; the engine then lists it whole. A first download
+    /// of a large mailbox lists it this way, a page at a time, instead of
+    /// holding its whole listing (88 bytes a message) until its last copy.
+    func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]?
     /// Message-IDs for the given keys (IMAP `BODY.PEEK[HEADER.FIELDS
     /// (MESSAGE-ID)]`), fetched lazily: only for messages the engine must
     /// match. Messages without the header are left out.
@@ -395,6 +402,8 @@ extension MailStore {
         try await messages(in: mailbox, changedSince: watermark)
     }
 
+    public func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]? { nil }
+
     /// Proving takes knowing one's own changes; a store that does not track
     /// them proves nothing, and the next run rescans, as it always may.
     public func settledStatus(of mailbox: String) async throws -> MailboxStatus? { nil }
@@ -426,6 +435,9 @@ extension MailStoreDecorator {
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
         -> MessageListing {
         try await inner.messages(in: mailbox, changedSince: watermark, comparedWith: recorded)
+    }
+    public func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]? {
+        try await inner.messages(in: mailbox, after: key, limit: limit)
     }
     public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
         try await inner.messageIds(for: keys, in: mailbox)

@@ -28,6 +28,9 @@ public actor MemoryStore: MailStore {
         public var lazyMessageIds: Bool
         /// Bytes per chunk handed to a sink.
         public var chunkSize: Int
+        /// Lists part of a mailbox (`messages(in:after:limit:)`), as the
+        /// IMAP store does.
+        public var partialListings: Bool
         /// Appends awaiting confirmation at once (`StoreCapabilities.appendWindow`).
         public var appendWindow: Int
         /// Appends of larger bodies are refused with `MessageRejected`, as an
@@ -50,6 +53,7 @@ public actor MemoryStore: MailStore {
             self.listsStatus = listsStatus
             self.lazyMessageIds = lazyMessageIds
             self.chunkSize = max(1, chunkSize)
+            self.partialListings = keyKind == .uid
         }
 
         /// An IMAP server with UIDPLUS, CONDSTORE/QRESYNC and MOVE.
@@ -87,6 +91,8 @@ public actor MemoryStore: MailStore {
     /// Message listings served, per mailbox, so tests can see a mailbox
     /// listed again after the `ListingBudget` spilled it.
     public private(set) var listingCount: [String: Int] = [:]
+    /// Pages listed (`messages(in:after:limit:)`), per mailbox.
+    public private(set) var pageCount: [String: Int] = [:]
     /// Message-ID requests and body fetches, in order, so tests can check
     /// which Message-IDs are read, and when.
     public private(set) var reads: [Read] = []
@@ -210,6 +216,13 @@ public actor MemoryStore: MailStore {
             return .delta(changed: changed, vanished: vanished)
         }
         return .full(box.messages.values.sorted { $0.key < $1.key }.map(info))
+    }
+
+    public func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]? {
+        guard configuration.partialListings else { return nil }
+        let box = try requireBox(mailbox)
+        pageCount[mailbox, default: 0] += 1
+        return box.messages.values.filter { key == nil || key! < $0.key }.sorted { $0.key < $1.key }.prefix(max(1, limit)).map(info)
     }
 
     public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {

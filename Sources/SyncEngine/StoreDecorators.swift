@@ -81,6 +81,11 @@ public struct FaultInjectingStore: MailStore {
         return try await inner.messages(in: mailbox, changedSince: watermark, comparedWith: recorded)
     }
 
+    public func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]? {
+        try await schedule.checkAlive()
+        return try await inner.messages(in: mailbox, after: key, limit: limit)
+    }
+
     public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
         try await schedule.checkAlive()
         return try await inner.messageIds(for: keys, in: mailbox)
@@ -181,6 +186,9 @@ public struct ReadOnlyStore: MailStore {
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
         -> MessageListing {
         try await inner.messages(in: mailbox, changedSince: watermark, comparedWith: recorded)
+    }
+    public func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]? {
+        try await inner.messages(in: mailbox, after: key, limit: limit)
     }
     public func messageIds(for keys: [MessageKey], in mailbox: String) async throws -> [MessageKey: String] {
         try await inner.messageIds(for: keys, in: mailbox)

@@ -338,7 +338,8 @@ public actor SyncEngine {
     private func mailboxSync(_ work: MailboxWork, stores: Sides<any MailStore>) -> MailboxSync {
         MailboxSync(account: account, state: state, record: work.record, stores: stores, options: options,
                     deletion: work.deletion, absent: work.absent,
-                    logger: { var logger = self.logger; logger[metadataKey: "ferrymail.mailbox"] = "\(work.record.farName)"; return logger }())
+                    logger: { var logger = self.logger; logger[metadataKey: "ferrymail.mailbox"] = "\(work.record.farName)"; return logger }(),
+                    planObserver: options.dryRun ? nil : planObserver)
     }
 
     private func load(_ work: MailboxWork, stores: Sides<any MailStore>, releasingTo pool: HandlePool) async -> LoadOutcome {
@@ -364,6 +365,13 @@ public actor SyncEngine {
             await budget.finished(estimate: estimate)
             return outcome
         }
+        if loaded.setAside?.isPaged == true {
+            // Listed a page at a time: moves into it are looked for page by
+            // page in phase 3, as in a spilled mailbox, and it is listed
+            // again to propagate.
+            await budget.finished(estimate: estimate)
+            return .spilled(detector.spill(MoveDetector.Mailbox(index: index, loaded: consume loaded)))
+        }
         if await budget.loaded(index, estimate: estimate, entries: loaded.heldEntries) { return outcome }
         logger.debug("mailbox spilled: the run holds its budget of listed messages; it is listed again to propagate", metadata: [
             "ferrymail.mailbox": "\(work.record.farName)", "ferrymail.entries": "\(loaded.heldEntries)",
@@ -386,6 +394,20 @@ public actor SyncEngine {
                 if case .loaded(var loaded) = await load(work, stores: stores) {
                     let sync = mailboxSync(work, stores: stores)
                     do {
+                        if var aside = loaded.setAside {
+                            // A paged first download: each page reduced to its candidates.
+                            loaded.setAside = nil
+                            var candidates: [MessageInfo] = []
+                            repeat {
+                                var page = loaded
+                                page.listings[aside.side] = .full(aside.messages)
+                                page.deferredMessageIds[aside.side] = true
+                                try await sync.withDeferredMessageIds(&page, on: aside.side, sizes: sizes[aside.side])
+                                let reduced = detector.arrivals(in: MoveDetector.Mailbox(index: entry.index, loaded: page), matching: vanished)
+                                candidates += reduced.loaded.listings[aside.side].messages
+                            } while try await sync.nextPage(&aside)
+                            loaded.listings[aside.side] = .full(candidates)
+                        }
                         for side in Side.allCases where loaded.deferredMessageIds[side] {
                             try await sync.withDeferredMessageIds(&loaded, on: side, sizes: sizes[side])
                         }

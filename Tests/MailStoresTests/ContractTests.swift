@@ -185,6 +185,30 @@ struct ContractTests {
     /// expunges since a watermark; without either the listing is full. A
     /// Maildir lists the difference to its last scan when the watermark is
     /// that scan's (settled) token, and everything otherwise.
+    /// IMAP lists part of a mailbox by UID, past gaps, each entry as the
+    /// full listing has it; a Maildir cannot, and says so.
+    @Test(arguments: ContractStore.all)
+    func partOfAMailboxIsListedAPageAtATime(_ kind: ContractStore) async throws {
+        try await kind.with { store in
+            for index in 1...8 { _ = try await store.append(message(index), to: "INBOX", flags: index == 2 ? ["\\Seen", "$Label1"] : []) }
+            var all = try await store.listing("INBOX").sorted { $0.key < $1.key }
+            try await store.expunge([all[3].key, all[7].key], in: "INBOX")
+            all.remove(at: 7)
+            all.remove(at: 3)
+            guard let first = try await store.messages(in: "INBOX", after: nil, limit: 3) else {
+                if case .imap = kind { Issue.record("IMAP lists part of a mailbox") }
+                return
+            }
+            var pages = [first]
+            while let last = pages.last?.last, let next = try await store.messages(in: "INBOX", after: last.key, limit: 3), !next.isEmpty {
+                pages.append(next)
+            }
+            #expect(pages.map(\.count) == [3, 3])
+            #expect(pages.flatMap { $0 } == all)
+            #expect(try await store.messages(in: "INBOX", after: all[4].key, limit: 3) == [all[5]])
+        }
+    }
+
     @Test(arguments: ContractStore.all)
     func listingSinceAWatermark(_ kind: ContractStore) async throws {
         try await kind.with { store in

@@ -46,6 +46,13 @@ final class Account: Sendable {
         return total
     }
 
+    /// Pages listed by every IMAP store this account opened so far.
+    func listedPages() async -> Int {
+        var total = 0
+        for store in opened.withLock({ $0 }) { total += await store.statistics.listedPages }
+        return total
+    }
+
     /// Both trees as the independent checker reads them.
     func trees() throws -> (far: [String: [CheckedMessage]], near: [String: [CheckedMessage]]) {
         (try MaildirChecker.read(root: server.user.maildirRoot, encodesNames: true, servesCRLF: true),
@@ -159,6 +166,27 @@ struct EndToEndTests {
             let rescanned = third.mailboxes.filter { !$0.skipped }.map(\.farName)
             #expect(rescanned.isEmpty, "rescanned: \(rescanned)")
         }
+    }
+
+    /// A first download listed and copied a page at a time (`UID SEARCH`,
+    /// then `UID FETCH` of a page's UIDs) ends as one listed whole.
+    @Test(arguments: [ServerKind.full, .noModSeq])
+    func aFirstDownloadListedAPageAtATimeConverges(_ kind: ServerKind) async throws {
+        let account = try await Account(kind)
+        try await account.seedServer()
+        // Pages of 2 messages: INBOX (6), Lists/swift (4) are listed in 4 and 3
+        // pages, once to load and again to copy; Sent and Entwürfe (2) whole.
+        var options = SyncOptions(mapping: MailboxMapping(nearNamesByRole: [.sent: "Sent", .drafts: "Drafts", .trash: "Trash"]))
+        options.heldMessages = 8
+        let first = try await account.sync(options)
+        #expect(first.allErrors.isEmpty, "\(first.allErrors.map(\.description))")
+        #expect(first.counts.fetched == 14)
+        #expect(await account.fetchedBodies() == 14, "each message downloaded once")
+        #expect(await account.listedPages() == 2 + 4 + 3)
+        try account.expectConverged("paged first download")
+        let (_, near) = try account.trees()
+        #expect(near["INBOX"]?.contains { $0.flags == ["$Forwarded", "\\Seen"] } == true)
+        expectQuiet(try await account.sync(options), "after the paged download")
     }
 
     /// The second run is the first one's no-op: folders the first run only

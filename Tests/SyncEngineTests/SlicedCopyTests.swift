@@ -45,6 +45,50 @@ import Testing
         expectNothingChanged(try await sliced.sync(Self.small))
     }
 
+    /// A first download from a store that lists part of a mailbox is never
+    /// listed whole: a page in phase 2, then page after page as they are
+    /// copied. A Maildir-like source is listed whole and sliced.
+    @Test func aFirstDownloadIsListedAPageAtATime() async throws {
+        let world = try World()
+        for index in 0..<10 { await world.far.deliver(body("m\(index)"), to: "INBOX") }
+        let report = try await world.sync(Self.small)
+        #expect(report.allErrors.isEmpty, "\(report.allErrors)")
+        #expect(report.mailbox("INBOX")?.copied.near == 10)
+        #expect(await world.far.listingCount["INBOX"] == nil, "never listed whole")
+        // One page to load it, then 3 + 3 + 3 + 1 to copy it.
+        #expect(await world.far.pageCount["INBOX"] == 5)
+        #expect(await Self.fetches(world, from: .far).map(\.count) == [3, 3, 3, 1])
+        expectNothingChanged(try await world.sync(Self.small))
+        #expect(await world.far.pageCount["INBOX"] == 5, "a mailbox with pairs is not paged")
+    }
+
+    /// A message moved on the server into a folder whose first download is
+    /// paged is found page by page, and renamed locally, not downloaded.
+    @Test(arguments: [true, false])
+    func aServerMoveIntoAPagedFirstDownloadIsStillARename(serverHasMove: Bool) async throws {
+        var far = MemoryStore.Configuration.imap
+        far.move = serverHasMove
+        let world = try World(far: far, mailboxes: ["INBOX": nil, "Archive": nil])
+        for index in 0..<4 { await world.far.deliver(body("m\(index)"), to: "INBOX") }
+        try await world.sync(Self.small)
+        let nearKey = await world.key("m2", on: .near)
+        for index in 0..<9 { await world.far.deliver(body("a\(index)"), to: "Archive") }
+        await world.far.relocate(try #require(await world.key("m2", on: .far)), from: "INBOX", to: "Archive")
+
+        let report = try await world.sync(Self.small)
+        #expect(report.allErrors.isEmpty, "\(report.allErrors)")
+        #expect(report.moves.map(\.movedOn) == [.far])
+        #expect(await world.key("m2", on: .near, in: "Archive") == nearKey, "renamed keeping the base name, not downloaded again")
+        #expect(report.mailbox("Archive")?.copied.near == 9)
+        #expect(await world.far.pageCount["Archive"] ?? 0 >= 4, "looked for page by page")
+        let snapshot = await world.snapshot()
+        for side in Side.allCases {
+            #expect(snapshot[side]["Archive"]?.count == 10, "\(side)")
+            #expect(snapshot[side]["INBOX"]?.count == 3, "\(side)")
+        }
+        expectNothingChanged(try await world.sync(Self.small))
+    }
+
     /// Beside existing pairs with flag changes: the pairs are reconciled
     /// as before, the new messages sliced.
     @Test func newMessagesBesideChangedPairsAreSlicedAndThePairsReconciled() async throws {
