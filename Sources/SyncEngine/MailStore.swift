@@ -234,7 +234,9 @@ public struct RecordedMessages: Sendable {
     /// Beyond this many differing keys a listing stays full: the rows would
     /// be read anyway, and one query per 500 keys would be slower. Below
     /// 1024 a delta is always small enough.
-    public func deltaLimit(listed: Int) -> Int { max(1024, max(count, listed) / 4) }
+    public func deltaLimit(listed: Int) -> Int { Self.deltaLimit(recorded: count, listed: listed) }
+
+    static func deltaLimit(recorded: Int, listed: Int) -> Int { max(1024, max(recorded, listed) / 4) }
 
     /// Whether a listed message's flags are the recorded ones, as the
     /// reconciler compares them (`FlagMerge.normalized`).

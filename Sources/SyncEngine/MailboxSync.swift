@@ -212,7 +212,7 @@ struct MailboxSync: Sendable {
         guard rows > 0 else { return rows }
         for side in full {
             guard case .full(let messages) = listings[side] else { continue }
-            let limit = RecordedMessages(count: rows) { _ in }.deltaLimit(listed: messages.count)
+            let limit = RecordedMessages.deltaLimit(recorded: rows, listed: messages.count)
             let delta = try delta(of: messages, on: side, limit: limit)
             if let delta { listings[side] = delta }
             logger.debug(delta == nil ? "full listing differs from the state in too many messages; reconciled whole"
@@ -417,7 +417,7 @@ struct MailboxSync: Sendable {
     /// How many set-aside messages are planned and copied at once: a few
     /// megabytes of listing entries and plan, and few enough that a small
     /// listing budget (tests) still splits a mailbox into several slices.
-    var copySlice: Int { max(1, min(options.heldMessages / 4, 10_000)) }
+    var copySlice: Int { options.copySlice }
 
     /// Takes the unpaired messages of one side out of its listing when the
     /// other side has none, no key was invalidated and no pair lacks its key

@@ -53,6 +53,9 @@ struct MoveDetector {
         var index: Int
         var invalidated: Bool
         var vanished: Sides<[Vanished]>
+        /// A first download listed a page at a time: it holds a page, not
+        /// its message count, when it is listed again.
+        var paged = false
     }
 
     fileprivate struct Identity: Hashable, Sendable {

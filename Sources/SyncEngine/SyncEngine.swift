@@ -239,9 +239,10 @@ public actor SyncEngine {
                     return report
                 }
                 // Listed again, from the record as the run left it so far.
+                var estimate = item.work.estimatedEntries
+                if case .spilled(let spilled) = outcome, spilled.paged { estimate = min(estimate, engine.options.copySlice) }
                 _ = consume outcome
                 await budget.release(item.index)
-                let estimate = item.work.estimatedEntries
                 await budget.admit(estimate, untilReleased: true)
                 let work = engine.current(item.work)
                 let report = await engine.propagate(work, outcome: await engine.load(work, stores: stores), stores: stores,
@@ -370,7 +371,9 @@ public actor SyncEngine {
             // page in phase 3, as in a spilled mailbox, and it is listed
             // again to propagate.
             await budget.finished(estimate: estimate)
-            return .spilled(detector.spill(MoveDetector.Mailbox(index: index, loaded: consume loaded)))
+            var spilled = detector.spill(MoveDetector.Mailbox(index: index, loaded: consume loaded))
+            spilled.paged = true
+            return .spilled(spilled)
         }
         if await budget.loaded(index, estimate: estimate, entries: loaded.heldEntries) { return outcome }
         logger.debug("mailbox spilled: the run holds its budget of listed messages; it is listed again to propagate", metadata: [

@@ -156,3 +156,9 @@ public struct SyncOptions: Sendable, Hashable {
         [pair.far, pair.near].contains { $0 == folder || ($0.uppercased() == "INBOX" && folder.uppercased() == "INBOX") }
     }
 }
+
+extension SyncOptions {
+    /// How many set-aside messages are planned and copied at once, and the
+    /// page size of a paged first download (`MailboxSync.copySlice`).
+    var copySlice: Int { max(1, min(heldMessages / 4, 10_000)) }
+}
