@@ -53,7 +53,7 @@ public actor IMAPStore: MailStore {
     private let serverCapabilities: Set<Capability>
     private let logger: Logger
     private var session: IMAPSession
-    private var selected: (name: String, uidValidity: UInt32?, exists: UInt32)?
+    private var selected: (name: String, uidValidity: UInt32?, exists: UInt32, uidNext: UInt32?)?
     /// PERMANENTFLAGS `\*` per mailbox, from its last SELECT; a mailbox not
     /// yet selected is assumed to keep keywords.
     private var keywordsByMailbox: [String: Bool] = [:]
@@ -156,7 +156,7 @@ public actor IMAPStore: MailStore {
     @discardableResult
     private func open(_ mailbox: String, _ connection: IMAPConnection) async throws -> EngineMailboxStatus {
         let info = try await connection.select(mailbox, parameters: SelectParameters(condStore: fastPaths.changeLoading != .fullFlags))
-        selected = (mailbox, info.uidValidity, info.exists)
+        selected = (mailbox, info.uidValidity, info.exists, info.uidNext)
         statistics.selects += 1
         // Read-write SELECT: EXAMINE would report no permanent flags at all.
         let keywords = info.permanentFlags.contains(.wildcard)
@@ -212,10 +212,16 @@ public actor IMAPStore: MailStore {
         }
     }
 
-    /// `UID SEARCH UID n:*` (compact with ESEARCH), then a `UID FETCH` of
-    /// the first `limit` UIDs it found. Kept from UIDs, not message numbers:
-    /// an expunge by another client between two pages shifts the numbers,
-    /// and a message would be skipped.
+    /// `UID FETCH a:b` of windows of UIDs, up to the UIDNEXT of the SELECT,
+    /// until one holds messages. A window spans as many UIDs as hold `limit`
+    /// messages at the mailbox's average density (UIDs in use per message),
+    /// at most 8 × `limit`, so a page holds at most that many entries
+    /// whatever the server sends. No `UID SEARCH`: without ESEARCH its
+    /// answer is one line of every UID, over the parser's 64 KB line limit
+    /// from about 9,000 messages. By UID, not message number, so an expunge
+    /// by another client between two pages skips nothing. A UID space so
+    /// sparse that it would take more than four windows a page (plus 16) is
+    /// not paged: nil, and the engine lists the mailbox whole.
     public func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]? {
         let first: UInt32
         switch key {
@@ -224,24 +230,28 @@ public actor IMAPStore: MailStore {
         case .uid: return []
         case .name(let name): throw MailStoreError.wrongKeyKind(account: account, mailbox: mailbox, key: .name(name))
         }
+        let limit = max(1, limit)
         return try await exclusively(mailbox, "UID FETCH (listing)") { connection in
             try await self.ensureSelected(mailbox, connection)
-            // `n:*` with n beyond the last UID still matches the last message.
-            let found = try await connection.uidSearch(.uid(UIDSet(first...UInt32.max))).uids
-            var page = UIDSet(), count = 0
-            for range in found.ranges where count < limit && range.upperBound >= first {
-                let lower = max(range.lowerBound, first)
-                let upper = UInt32(min(UInt64(range.upperBound), UInt64(lower) + UInt64(limit - count) - 1))
-                page.insert(lower...upper)
-                count += Int(upper - lower) + 1
+            guard let selected = self.selected, let uidNext = selected.uidNext else { return nil }
+            let used = max(1, Int(uidNext) - 1), messages = max(1, Int(selected.exists))
+            let span = min(8 * limit, max(limit, Int((Double(limit) * Double(used) / Double(messages)).rounded(.up))))
+            if key == nil, used / span > 4 * (messages / limit + 1) + 16 { return nil }
+            var start = UInt64(first)
+            while start < UInt64(uidNext) {
+                let end = min(start + UInt64(span) - 1, UInt64(uidNext) - 1)
+                self.statistics.listedPages += 1
+                let listing = ListingCollector(expected: 0)
+                _ = try await connection.uidFetch(UIDSet(UInt32(start)...UInt32(end)), items: Self.listingItems, sink: listing,
+                                                  retainingMessages: false)
+                var page = await listing.taken()
+                if !page.isEmpty {
+                    if !zip(page, page.dropFirst()).allSatisfy({ $0.key < $1.key }) { page.sort { $0.key < $1.key } }
+                    return page
+                }
+                start = end + 1
             }
-            self.statistics.listedPages += 1
-            guard !page.isEmpty else { return [] }
-            let listing = ListingCollector(expected: count)
-            _ = try await connection.uidFetch(page, items: Self.listingItems, sink: listing, retainingMessages: false)
-            var messages = await listing.taken()
-            if !zip(messages, messages.dropFirst()).allSatisfy({ $0.key < $1.key }) { messages.sort { $0.key < $1.key } }
-            return messages
+            return []
         }
     }
 

@@ -354,12 +354,17 @@ public protocol MailStore: Sendable {
     /// default lists, and the engine compares the full listing itself.
     func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
         -> MessageListing
-    /// Part of the mailbox's full listing: up to `limit` messages whose keys
+    /// Part of the mailbox's full listing: some of the messages whose keys
     /// come after `key` (from the first when nil), in key order, each as
-    /// `messages(in:changedSince:)` lists it. Nil when the store cannot list
-    /// part of a mailbox; the engine then lists it whole. A first download
-    /// of a large mailbox lists it this way, a page at a time, instead of
-    /// holding its whole listing (88 bytes a message) until its last copy.
+    /// `messages(in:changedSince:)` lists it; about `limit` of them, a
+    /// bounded few times more at most. Empty only when no message follows
+    /// `key` (among those present when the mailbox was selected): pages are
+    /// asked for until one is empty, and a message a page skipped would be
+    /// skipped for good, since the watermarks committed after the download
+    /// cover it. Nil when the store cannot list part of this mailbox (asked
+    /// with no `key`); the engine then lists it whole. A first download of a
+    /// large mailbox lists it this way, a page at a time, instead of holding
+    /// its whole listing (88 bytes a message) until its last copy.
     func messages(in mailbox: String, after key: MessageKey?, limit: Int) async throws -> [MessageInfo]?
     /// Message-IDs for the given keys (IMAP `BODY.PEEK[HEADER.FIELDS
     /// (MESSAGE-ID)]`), fetched lazily: only for messages the engine must

@@ -41,8 +41,8 @@ struct SetAsideMessages: Sendable {
     var side: Side
     /// In key order, as the reconciler would copy them.
     var messages: [MessageInfo]
-    /// Where the next page starts (after this key); nil when `messages` are
-    /// the last of them.
+    /// Where the next page starts (after this key); nil once a page came
+    /// back empty, or for messages taken from a whole listing.
     var nextPageAfter: MessageKey?
 
     var isPaged: Bool { nextPageAfter != nil }
@@ -394,7 +394,7 @@ struct MailboxSync: Sendable {
     /// cannot list part of a mailbox.
     private func firstPage(on side: Side) async throws -> SetAsideMessages? {
         guard let page = try await page(on: side, after: nil) else { return nil }
-        return SetAsideMessages(side: side, messages: page, nextPageAfter: page.count < copySlice ? nil : page.last?.key)
+        return SetAsideMessages(side: side, messages: page, nextPageAfter: page.last?.key)
     }
 
     private func page(on side: Side, after key: MessageKey?) async throws -> [MessageInfo]? {
@@ -408,9 +408,14 @@ struct MailboxSync: Sendable {
     func nextPage(_ aside: inout SetAsideMessages) async throws -> Bool {
         guard let after = aside.nextPageAfter else { return false }
         aside.messages = []
-        let page = try await self.page(on: aside.side, after: after) ?? []
+        // A store that listed the first page lists them all: one that
+        // stopped would leave messages the committed watermarks then cover.
+        guard let page = try await self.page(on: aside.side, after: after) else {
+            throw SyncError.store(account: account, mailbox: names[aside.side], side: aside.side, operation: "listing \(names[aside.side])",
+                                  cause: "the store stopped listing the mailbox a page at a time")
+        }
         aside.messages = page
-        aside.nextPageAfter = page.count < copySlice ? nil : page.last?.key
+        aside.nextPageAfter = page.last?.key
         return !page.isEmpty
     }
 
