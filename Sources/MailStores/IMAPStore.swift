@@ -176,6 +176,9 @@ public actor IMAPStore: MailStore {
     /// Beyond this many UID gaps a CONDSTORE-only delta is not worth it: a
     /// full listing is smaller than the "vanished" superset.
     private static let maximumGaps = 100_000
+    /// The most messages a `UID SEARCH ALL` without ESEARCH is asked to
+    /// list: at up to 11 bytes a UID, its line stays within 64 KB.
+    private static let largestPlainSearch: UInt32 = 5_000
     /// EXISTS only sizes the listing's first allocation: a server claiming
     /// billions of messages must not make it reserve gigabytes.
     private static let maximumReserved = 100_000
@@ -192,6 +195,11 @@ public actor IMAPStore: MailStore {
                                                                sink: listing, retainingMessages: false)
                     return .delta(changed: await listing.taken(), vanished: result.vanished.map { MessageKey.uid($0) })
                 case .condStore:
+                    // Without ESEARCH, UID SEARCH ALL answers with one line of
+                    // every UID, which passes the parser's 64 KB line limit
+                    // from about 13,000 messages: such a folder is listed whole.
+                    guard self.serverCapabilities.contains(.esearch) || self.serverCapabilities.contains(.imap4rev2)
+                        || (self.selected?.exists ?? 0) <= Self.largestPlainSearch else { break }
                     // Both commands go out before either answer is awaited.
                     let listing = ListingCollector(expected: 0)
                     async let changed = connection.uidFetch(.all, items: Self.listingItems, changedSince: UInt64(since),
@@ -218,7 +226,7 @@ public actor IMAPStore: MailStore {
     /// at most 8 × `limit`, so a page holds at most that many entries
     /// whatever the server sends. No `UID SEARCH`: without ESEARCH its
     /// answer is one line of every UID, over the parser's 64 KB line limit
-    /// from about 9,000 messages. By UID, not message number, so an expunge
+    /// from about 13,000 messages. By UID, not message number, so an expunge
     /// by another client between two pages skips nothing. A UID space so
     /// sparse that it would take more than four windows a page (plus 16) is
     /// not paged: nil, and the engine lists the mailbox whole.

@@ -212,6 +212,29 @@ struct ContractTests {
         }
     }
 
+    /// Without ESEARCH, the `UID SEARCH ALL` a CONDSTORE-only delta uses to
+    /// find expunges is answered with one line of every UID, over the
+    /// parser's 64 KB line limit at this size: the folder is listed in full
+    /// instead of failing on every run.
+    @Test func aLargeFolderWithoutESearchListsItsChangesInFull() async throws {
+        let account = try await Servers.shared.account(.condStoreWithoutESearch)
+        let (server, user) = (account.server, account.user.name)
+        try await offloadBlocking {
+            try server.seedMaildir(user: user, mailbox: "INBOX", messages: (0..<20_000).map { message($0, size: 200) })
+        }
+        let store = try await account.openStore()
+        defer { Task { await store.close() } }
+        let mark = try await store.select("INBOX").watermark
+        try await account.doveadm(["flags", "add", "-u", user, "\\Flagged", "mailbox", "INBOX", "uid", "5"])
+        _ = try await store.select("INBOX")
+        guard case .full(let messages) = try await store.messages(in: "INBOX", changedSince: mark) else {
+            Issue.record("expected the full listing")
+            return
+        }
+        #expect(messages.count == 20_000)
+        #expect(messages.first { $0.key == .uid(5) }?.flags == ["\\Flagged"])
+    }
+
     @Test(arguments: ContractStore.all)
     func listingSinceAWatermark(_ kind: ContractStore) async throws {
         try await kind.with { store in

@@ -22,6 +22,9 @@ enum ServerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case noModSeq
     case noUIDPlus
     case noMove
+    /// CONDSTORE without QRESYNC or ESEARCH: `UID SEARCH` answers with one
+    /// line of every UID.
+    case condStoreWithoutESearch
     /// Full-featured, but refuses messages over 50,000 bytes (the quota
     /// plugin's `quota_max_mail_size`): APPEND answers `NO [LIMIT]`.
     case sizeLimited
@@ -36,6 +39,7 @@ enum ServerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .noModSeq: ["QRESYNC", "CONDSTORE"]
         case .noUIDPlus: ["UIDPLUS"]
         case .noMove: ["MOVE"]
+        case .condStoreWithoutESearch: ["QRESYNC", "ESEARCH"]
         }
     }
 
