@@ -259,35 +259,19 @@ public actor MaildirMailStore: MailStore {
         }
 
         let order = names.recordsInKeyOrder()
-        let limit = recorded.deltaLimit(listed: order.count)
-        var changed: [Int32] = [], vanished: [MessageKey] = []
-        var next = 0, ordered = true, small = true
-        var previous: MessageKey?
-        try recorded.forEach { key, flags in
-            guard case .name(let name) = key else { return true }
-            if let previous, !(previous < key) {
-                ordered = false
-                return false
+        // Only names are compared: a key of another kind is passed over.
+        let recordedNames = RecordedMessages(count: recorded.count) { body in
+            try recorded.forEach { key, flags in
+                guard case .name = key else { return true }
+                return body(key, flags)
             }
-            previous = key
-            while next < order.count, names.compareBase(of: order[next], with: name) < 0 {
-                changed.append(order[next])
-                next += 1
-            }
-            if next < order.count, names.compareBase(of: order[next], with: name) == 0 {
-                if !RecordedMessages.agree(flagSets[Int(flagRefs[Int(order[next])] & 0x7fff_ffff)], flags) { changed.append(order[next]) }
-                next += 1
-            } else {
-                vanished.append(key)
-            }
-            small = changed.count + vanished.count <= limit
-            return small
         }
-        guard ordered, small, changed.count + (order.count - next) + vanished.count <= limit else {
-            return .full(order.map(info))
-        }
-        changed.append(contentsOf: order[next...])
-        return .delta(changed: changed.map(info), vanished: vanished)
+        let difference = try recordedNames.difference(of: order, limit: recorded.deltaLimit(listed: order.count), compare: { index, key in
+            guard case .name(let name) = key else { return 1 }
+            return names.compareBase(of: index, with: name)
+        }, agrees: { index, flags in RecordedMessages.agree(flagSets[Int(flagRefs[Int(index)] & 0x7fff_ffff)], flags) })
+        guard let difference else { return .full(order.map(info)) }
+        return .delta(changed: difference.changed.map(info), vanished: difference.vanished)
     }
 
     /// One `readdir` once the directories have settled: when the folder

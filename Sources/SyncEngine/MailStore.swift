@@ -238,6 +238,44 @@ public struct RecordedMessages: Sendable {
 
     static func deltaLimit(recorded: Int, listed: Int) -> Int { max(1024, max(recorded, listed) / 4) }
 
+    /// One merge of a listing, given as its positions in key order, with
+    /// the recorded keys in that order: the positions of the messages that
+    /// are new or whose flags differ, and the recorded keys the listing
+    /// lacks. Nil once more than `limit` differ, or when the recorded keys
+    /// do not come in key order: the merge is only right if both run in one
+    /// order; were the index's ever to differ, a present message would read
+    /// as gone. `compare` says how the message at a position sorts against a
+    /// recorded key (by bytes, as the index orders them), `agrees` whether
+    /// its flags are the recorded ones.
+    public func difference(of order: [Int32], limit: Int, compare: (Int32, MessageKey) -> Int,
+                           agrees: (Int32, MessageFlags) -> Bool) throws -> (changed: [Int32], vanished: [MessageKey])? {
+        var changed: [Int32] = [], vanished: [MessageKey] = []
+        var next = 0, ordered = true, small = true
+        var previous: MessageKey?
+        try forEach { key, flags in
+            if let previous, !(previous < key) {
+                ordered = false
+                return false
+            }
+            previous = key
+            while next < order.count, compare(order[next], key) < 0 {
+                changed.append(order[next])
+                next += 1
+            }
+            if next < order.count, compare(order[next], key) == 0 {
+                if !agrees(order[next], flags) { changed.append(order[next]) }
+                next += 1
+            } else {
+                vanished.append(key)
+            }
+            small = changed.count + vanished.count <= limit
+            return small
+        }
+        guard ordered, small, changed.count + (order.count - next) + vanished.count <= limit else { return nil }
+        changed.append(contentsOf: order[next...])
+        return (changed, vanished)
+    }
+
     /// Whether a listed message's flags are the recorded ones, as the
     /// reconciler compares them (`FlagMerge.normalized`).
     public static func agree(_ listed: MessageFlags, _ recorded: MessageFlags) -> Bool {

@@ -46,6 +46,16 @@ struct SetAsideMessages: Sendable {
     var nextPageAfter: MessageKey?
 
     var isPaged: Bool { nextPageAfter != nil }
+
+    /// Adds the copies these messages make to a plan observer's counts:
+    /// none when the destination is read-only, none of a size not admitted.
+    func countPlanned(_ options: SyncOptions, messages: inout Sides<Int>, bytes: inout Sides<Int64>) {
+        guard options.direction.writable[side.opposite] else { return }
+        for message in self.messages where options.admits(size: message.size) {
+            messages[side.opposite] += 1
+            bytes[side.opposite] += message.size
+        }
+    }
 }
 
 /// The executor for one mailbox pair: isync's phases from open to commit.
@@ -139,7 +149,7 @@ struct MailboxSync: Sendable {
             listings = Sides(far: try await list(.far, since: marks.far, recorded: recorded),
                              near: try await list(.near, since: marks.near, recorded: recorded))
         }
-        let rowCount = useDelta && absent == nil ? try deltasAgainstState(&listings) : nil
+        if useDelta && absent == nil { try deltasAgainstState(&listings, rows: recorded) }
 
         if !pending.isEmpty && !options.dryRun {
             try await resolvePending(pending, listings: listings)
@@ -151,7 +161,7 @@ struct MailboxSync: Sendable {
         var unloaded = 0
         if case .delta = listings.far, case .delta = listings.near {
             let records = try rows(mentioning: listings.map(\.keys))
-            unloaded = try (rowCount ?? st { try state.pairCount(in: mailboxId) }) - records.count
+            unloaded = try (useDelta && absent == nil ? recorded : st { try state.pairCount(in: mailboxId) }) - records.count
             pairs = records.filter { !$0.status.isPendingCopy }.map(columns.statePair)
         } else {
             // Row by row: a large mailbox's rows are not held twice.
@@ -200,67 +210,49 @@ struct MailboxSync: Sendable {
     /// names), and only when the keys are trustworthy (the caller's
     /// `useDelta`). A listing that differs from the state in more than a
     /// quarter of its rows stays full: the rows would be read anyway, and
-    /// one query per 500 keys would be slower. Returns the state's row count
-    /// when it had to count them, for the caller's mass-deletion figures.
-    private func deltasAgainstState(_ listings: inout Sides<MessageListing>) throws -> Int? {
+    /// one query per 500 keys would be slower. `rows` is the state's row
+    /// count for the mailbox, counted once by the caller.
+    private func deltasAgainstState(_ listings: inout Sides<MessageListing>, rows: Int) throws {
         let full = Side.allCases.filter { side in
             if case .full = listings[side] { return side == .far || columns.kinds.near == .name }
             return false
         }
-        guard !full.isEmpty else { return nil }
-        let rows = try st { try state.pairCount(in: mailboxId) }
-        guard rows > 0 else { return rows }
+        guard !full.isEmpty, rows > 0 else { return }
         for side in full {
             guard case .full(let messages) = listings[side] else { continue }
             let limit = RecordedMessages.deltaLimit(recorded: rows, listed: messages.count)
-            let delta = try delta(of: messages, on: side, limit: limit)
+            let delta = try delta(of: messages, on: side, rows: rows, limit: limit)
             if let delta { listings[side] = delta }
             logger.debug(delta == nil ? "full listing differs from the state in too many messages; reconciled whole"
                                       : "full listing compared with the state", metadata: [
                 "ferrymail.side": "\(side.rawValue)", "ferrymail.listed": "\(messages.count)",
                 "ferrymail.differing": "\(delta.map { "\($0.keys.count)" } ?? "over \(limit)")"])
         }
-        return rows
     }
 
-    /// One merge of the listing, taken in key order, with the state's keys
-    /// in the same order; nil once more than `limit` keys differ.
-    private func delta(of messages: [MessageInfo], on side: Side, limit: Int) throws -> MessageListing? {
+    /// The listing as the delta it amounts to against the state
+    /// (`RecordedMessages.difference`); nil once more than `limit` keys differ.
+    private func delta(of messages: [MessageInfo], on side: Side, rows: Int, limit: Int) throws -> MessageListing? {
         let order = messages.positionsInKeyOrder()
-        var changed: [Int32] = []
-        var vanished: [MessageKey] = []
-        var next = order.startIndex
-        var small = true, ordered = true
-        var previous: MessageKey?
-        try st {
-            try state.forEachKeyWithFlags(in: mailboxId, far: side == .far) { uid, name, flags in
+        let difference = try st {
+            try recordedMessages(on: side, count: rows).difference(of: order, limit: limit, compare: { position, key in
+                let listed = messages[Int(position)].key
+                return listed < key ? -1 : key < listed ? 1 : 0
+            }, agrees: { position, flags in RecordedMessages.agree(messages[Int(position)].flags, flags) })
+        }
+        guard let difference else { return nil }
+        return .delta(changed: difference.changed.map { messages[Int($0)] }, vanished: difference.vanished)
+    }
+
+    /// The state's keys and agreed flags for `side`, in the order of its index.
+    private func recordedMessages(on side: Side, count: Int) -> RecordedMessages {
+        let (state, mailbox) = (self.state, mailboxId)
+        return RecordedMessages(count: count) { body in
+            try state.forEachKeyWithFlags(in: mailbox, far: side == .far) { uid, name, flags in
                 guard let key = uid.map(MessageKey.uid) ?? name.map(MessageKey.name) else { return true }
-                // The merge is only right if both run in one order; were the
-                // index's ever to differ, a present message would read as gone.
-                if let previous, !(previous < key) {
-                    ordered = false
-                    return false
-                }
-                previous = key
-                while next < order.endIndex, messages[Int(order[next])].key < key {
-                    changed.append(order[next])
-                    next += 1
-                }
-                // Equal by bytes, as the index orders them.
-                if next < order.endIndex, !(key < messages[Int(order[next])].key) {
-                    let message = messages[Int(order[next])]
-                    if FlagMerge.normalized(message.flags) != FlagMerge.normalized(flags) { changed.append(order[next]) }
-                    next += 1
-                } else {
-                    vanished.append(key)
-                }
-                small = changed.count + vanished.count <= limit
-                return small
+                return body(key, flags)
             }
         }
-        changed.append(contentsOf: order[next...])
-        guard ordered, small, changed.count + vanished.count <= limit else { return nil }
-        return .delta(changed: changed.map { messages[Int($0)] }, vanished: vanished)
     }
 
     /// Finishes or abandons copies an interrupted run left pending.
@@ -307,13 +299,7 @@ struct MailboxSync: Sendable {
                 try await stores[side].messages(in: names[side], changedSince: mark)
             }
         }
-        let (state, mailbox) = (self.state, mailboxId)
-        let rows = RecordedMessages(count: recorded) { body in
-            try state.forEachKeyWithFlags(in: mailbox, far: side == .far) { uid, name, flags in
-                guard let key = uid.map(MessageKey.uid) ?? name.map(MessageKey.name) else { return true }
-                return body(key, flags)
-            }
-        }
+        let rows = recordedMessages(on: side, count: recorded)
         return try await io(side, "listing \(names[side])") {
             try await stores[side].messages(in: names[side], changedSince: mark, comparedWith: rows)
         }
@@ -677,10 +663,7 @@ struct MailboxSync: Sendable {
     private func observePlanned(_ aside: SetAsideMessages) {
         guard let planObserver, options.direction.writable[aside.side.opposite] else { return }
         var messages = Sides(far: 0, near: 0), bytes = Sides<Int64>(far: 0, near: 0)
-        for message in aside.messages where options.admits(size: message.size) {
-            messages[aside.side.opposite] += 1
-            bytes[aside.side.opposite] += message.size
-        }
+        aside.countPlanned(options, messages: &messages, bytes: &bytes)
         planObserver(PlannedTransfers(mailbox: names.far, messages: messages, bytes: bytes))
     }
 

@@ -487,12 +487,7 @@ public actor SyncEngine {
                         bytes[side] += copy.source.size
                     }
                 }
-                if let aside = loaded.setAside, options.direction.writable[aside.side.opposite] {
-                    for message in aside.messages where options.admits(size: message.size) {
-                        messages[aside.side.opposite] += 1
-                        bytes[aside.side.opposite] += message.size
-                    }
-                }
+                loaded.setAside?.countPlanned(options, messages: &messages, bytes: &bytes)
                 planObserver(PlannedTransfers(mailbox: work.record.farName, messages: messages, bytes: bytes))
             }
             if options.dryRun {
