@@ -1,280 +1,282 @@
-/// A folder's file names by base name, as one buffer of bytes and a hash
-/// table of positions in it.
+/// A folder's files, by a keyed hash of their base names: what the Maildir
+/// store keeps of a folder to find a message's file with one `stat`, and to
+/// prove that a run's own changes were the only ones.
 ///
-/// The store keeps one for every folder it scanned or delivered to, for as
-/// long as it runs, so its size is per message: a dictionary of strings cost
-/// about 150 bytes a message (a heap block per base name, a bucket, half-empty
-/// tables), 9 MB for a 60,000-message folder. Here a file costs its name's
-/// bytes, 8 bytes of record and 8 of table: about 60 bytes.
+/// Names are not kept. The store keeps one of these for every folder it
+/// scanned or delivered to, for as long as it runs, so its size is per
+/// message: a table of the names themselves cost about 60 bytes a file, and
+/// one folder of 400,000 messages passed the 64 MB budget on it alone. Here a
+/// file costs one slot: 8 bytes of hash and 2 of suffix, the part of its name
+/// after the base name (`:2,FS`), interned, since a folder has few distinct
+/// ones. At most 80 % of the slots are used: 12.5–19 bytes a file.
+///
+/// A hash is not a name. Two base names may share one: Swift's `Hasher`,
+/// keyed at random per process, makes that about 2⁻⁶⁴ for a pair and keeps
+/// hostile file names from aiming at it. A second file of one base name looks
+/// the same. Either way the slot is marked ambiguous: it gives no file name
+/// (the caller reads the directory) and the table proves nothing any more
+/// (`isExact`). A file name it gives is always the asked base name and a
+/// suffix, so a wrong one only costs a `stat` that fails.
 struct FolderFiles: Sendable {
-    /// Each file's base name, then the rest of its name: the part after the
-    /// base name (`:2,FS`), or the whole name where it does not start with
-    /// its base name (never made by this store, but kept exactly if it were).
-    private var bytes: [UInt8] = []
-    /// Live records and the dead ones a change or removal left behind, until
-    /// the next compaction.
-    private var records: [Record] = []
-    /// Open addressing with linear probing; a record's index + 1, 0 when empty.
-    private var table: [UInt32] = []
-    private(set) var count = 0
-    /// Bytes of dead records, reclaimed once they are half of `bytes`.
-    private var deadBytes = 0
+    /// A base name's hash; never 0, which marks an empty slot.
+    typealias Key = UInt64
 
-    private struct Record {
-        var start: UInt32
-        var baseLength: UInt16
-        /// Length of the rest; `wholeName` set when the rest is the whole name.
-        var restLength: UInt16
-        var isDead: Bool { baseLength == .max }
-        var wholeName: Bool { restLength & 0x8000 != 0 }
-        var restCount: Int { Int(restLength & 0x7fff) }
-        var end: Int { Int(start) + Int(baseLength) + restCount }
-    }
+    /// Open addressing with linear probing, slot from the hash's high bits.
+    private var keys: [Key]
+    /// Per slot: the suffix's index in `suffixes`, or `unknownSuffix`; with
+    /// `ambiguousBit` when more than one file had this key.
+    private var refs: [UInt16]
+    private(set) var count = 0
+    /// Slots ever marked ambiguous or given a suffix that could not be
+    /// interned: while any, the table cannot prove a directory's contents.
+    private var doubts = 0
+    private var suffixes: [String] = []
+    private var suffixIndex: [String: UInt16] = [:]
+
+    private static let unknownSuffix: UInt16 = 0x7fff
+    private static let ambiguousBit: UInt16 = 0x8000
+    private static let maximumLoad = 0.8
 
     init(minimumCapacity: Int = 0) {
-        records.reserveCapacity(minimumCapacity)
-        bytes.reserveCapacity(minimumCapacity * 48)
-        table = [UInt32](repeating: 0, count: Self.tableSize(for: minimumCapacity))
+        let capacity = max(16, Int((Double(minimumCapacity) / Self.maximumLoad).rounded(.up)) + 1)
+        keys = [Key](repeating: 0, count: capacity)
+        refs = [UInt16](repeating: 0, count: capacity)
     }
 
-    func contains(_ base: String) -> Bool { find(base.utf8) != nil }
+    /// Slots, for a caller's per-slot marks (`slot(ofBase:)`).
+    var capacity: Int { keys.count }
+
+    /// Whether one more file fits without growing the table, which holds
+    /// the old and the new table at once.
+    var hasRoom: Bool { Double(count + 1) <= Double(keys.count) * Self.maximumLoad }
+
+    /// Whether every file held has a slot of its own and a known suffix: only
+    /// then does "every file of the directory is held, and as many" prove
+    /// that the directory holds exactly these files.
+    var isExact: Bool { doubts == 0 }
+
+    /// The key a base name is held under, for matching names against
+    /// `keys(missingFrom:)`.
+    static func key(of base: String) -> Key { key(base.utf8) }
+
+    private static func key(_ base: some Collection<UInt8>) -> Key {
+        var hasher = Hasher()
+        let done: Void? = base.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if done == nil { Array(base).withUnsafeBytes { hasher.combine(bytes: $0) } }
+        let key = UInt64(UInt(bitPattern: hasher.finalize()))
+        return key == 0 ? 1 : key
+    }
 
     /// Whether both are copies of one value not changed since (their
     /// buffers are shared), so the memory is counted once.
     func sharesStorage(with other: FolderFiles) -> Bool {
-        records.withUnsafeBufferPointer { mine in
-            other.records.withUnsafeBufferPointer { theirs in mine.baseAddress == theirs.baseAddress }
+        keys.withUnsafeBufferPointer { mine in
+            other.keys.withUnsafeBufferPointer { theirs in mine.baseAddress == theirs.baseAddress }
         }
     }
 
-    /// The whole file name (without its `cur/` or `new/`).
+    func contains(_ base: String) -> Bool { slot(of: Self.key(of: base)) != nil }
+
+    /// The whole file name (without its `cur/` or `new/`) of this base name's
+    /// file; nil when not held, or when the slot cannot tell it.
+    /// Setting records this store's own change: a delivery, a rename, or
+    /// (nil) a removal.
     subscript(base: String) -> String? {
         get {
-            guard let index = find(base.utf8)?.record else { return nil }
-            let record = records[index]
-            return bytes.withUnsafeBufferPointer { buffer in
-                let from = Int(record.start) + (record.wholeName ? Int(record.baseLength) : 0)
-                return String(decoding: UnsafeBufferPointer(rebasing: buffer[from..<record.end]), as: UTF8.self)
-            }
+            guard let slot = slot(of: Self.key(of: base)), let suffix = suffix(at: slot) else { return nil }
+            return base + suffixes[suffix]
         }
         set {
-            if let newValue { insert(base: base, fileName: newValue) } else { remove(base) }
+            if let newValue { record(base: base, fileName: newValue) } else { remove(base) }
         }
     }
 
-    /// `fileName` is this base name's file, without building either string.
+    /// `fileName` is this base name's file.
     func holds(base: String, fileName: String) -> Bool {
-        holds(base: base.utf8, fileName: fileName)
+        guard fileName.utf8.starts(with: base.utf8) else { return false }
+        return holds(key: Self.key(of: base), rest: fileName.utf8.dropFirst(base.utf8.count))
     }
 
     /// `holds(base:fileName:)` for a name whose base name ends at `baseEnd`.
     func holds(fileName: String, baseEnd: String.Index) -> Bool {
-        holds(base: fileName.utf8[..<baseEnd], fileName: fileName)
+        holds(key: Self.key(fileName.utf8[..<baseEnd]), rest: fileName.utf8[baseEnd...])
     }
 
-    private func holds(base: some Collection<UInt8>, fileName: String) -> Bool {
-        guard let index = find(base)?.record else { return false }
-        let record = records[index]
-        let name = fileName.utf8
-        return bytes.withUnsafeBufferPointer { buffer in
-            let start = Int(record.start), baseLength = Int(record.baseLength)
-            if record.wholeName { return buffer[(start + baseLength)..<record.end].elementsEqual(name) }
-            return name.count == baseLength + record.restCount && buffer[start..<record.end].elementsEqual(name)
-        }
+    private func holds(key: Key, rest: some Collection<UInt8>) -> Bool {
+        guard let slot = slot(of: key), let suffix = suffix(at: slot) else { return false }
+        return suffixes[suffix].utf8.elementsEqual(rest)
     }
 
-    /// The base names held here that `other` does not hold: what vanished
-    /// since `other`'s picture was this one.
-    func baseNames(missingFrom other: FolderFiles) -> [String] {
-        var missing: [String] = []
-        bytes.withUnsafeBufferPointer { buffer in
-            for record in records where !record.isDead {
-                let base = UnsafeBufferPointer(rebasing: buffer[Int(record.start)..<(Int(record.start) + Int(record.baseLength))])
-                if other.find(base) == nil { missing.append(String(decoding: base, as: UTF8.self)) }
-            }
-        }
+    /// The slot of this base name, for marks a caller keeps by slot while
+    /// the table is not changed.
+    func slot(ofBase base: String) -> Int? { slot(of: Self.key(of: base)) }
+
+    /// `slot(ofBase:)` for a name whose base name ends at `baseEnd`.
+    func slot(fileName: String, baseEnd: String.Index) -> Int? { slot(of: Self.key(fileName.utf8[..<baseEnd])) }
+
+    /// The index of the suffix held at `slot`, the same for every file with
+    /// that suffix; nil when the slot is ambiguous or its suffix unknown.
+    func suffix(at slot: Int) -> Int? {
+        let ref = refs[slot]
+        guard ref & Self.ambiguousBit == 0, ref != Self.unknownSuffix else { return nil }
+        return Int(ref)
+    }
+
+    /// The keys held here that `other` does not hold: what vanished since
+    /// `other`'s picture was this one.
+    func keys(missingFrom other: FolderFiles) -> Set<Key> {
+        var missing: Set<Key> = []
+        for key in keys where key != 0 && other.slot(of: key) == nil { missing.insert(key) }
         return missing
     }
 
-    /// The live records' indices ordered by base name bytes, the sync
-    /// state's key order: 4 bytes a file, where a sorted list of names
-    /// would cost a string each. Indices are insertion order while nothing
-    /// was removed or replaced.
-    func recordsInKeyOrder() -> [Int32] {
-        var order: [Int32] = []
-        order.reserveCapacity(count)
-        for index in records.indices where !records[index].isDead { order.append(Int32(index)) }
-        bytes.withUnsafeBufferPointer { buffer in
-            records.withUnsafeBufferPointer { records in
-                func base(_ index: Int32) -> UnsafeBufferPointer<UInt8> {
-                    let record = records[Int(index)]
-                    return UnsafeBufferPointer(rebasing: buffer[Int(record.start)..<(Int(record.start) + Int(record.baseLength))])
-                }
-                order.sort { base($0).lexicographicallyPrecedes(base($1)) }
-            }
-        }
-        return order
-    }
-
-    /// How the base name of record `index` sorts against `name`, by bytes.
-    func compareBase(of index: Int32, with name: String) -> Int {
-        let record = records[Int(index)]
-        return bytes.withUnsafeBufferPointer { buffer in
-            let base = UnsafeBufferPointer(rebasing: buffer[Int(record.start)..<(Int(record.start) + Int(record.baseLength))])
-            if base.elementsEqual(name.utf8) { return 0 }
-            return base.lexicographicallyPrecedes(name.utf8) ? -1 : 1
-        }
-    }
-
-    /// The base name and the whole file name of record `index`.
-    func names(of index: Int32) -> (base: String, fileName: String) {
-        let record = records[Int(index)]
-        return bytes.withUnsafeBufferPointer { buffer in
-            let start = Int(record.start), baseEnd = start + Int(record.baseLength)
-            let base = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<baseEnd]), as: UTF8.self)
-            let rest = String(decoding: UnsafeBufferPointer(rebasing: buffer[baseEnd..<record.end]), as: UTF8.self)
-            return (base, record.wholeName ? rest : base + rest)
-        }
-    }
-
-    /// Every base name held (for tests and small folders).
-    var baseNames: [String] { baseNames(missingFrom: FolderFiles()) }
-
-    // MARK: - Table
-
-    private static func tableSize(for count: Int) -> Int {
-        var size = 16
-        while size < count * 2 { size <<= 1 }
-        return size
-    }
-
-    private static func hash(_ base: some Collection<UInt8>) -> Int {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in base { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return Int(truncatingIfNeeded: hash ^ (hash >> 29))
-    }
-
-    /// The record holding this base name and its table slot.
-    private func find(_ base: some Collection<UInt8>) -> (record: Int, slot: Int)? {
-        guard count > 0 else { return nil }
-        let mask = table.count - 1
-        var slot = Self.hash(base) & mask
-        let length = base.count
-        return bytes.withUnsafeBufferPointer { buffer in
-            while table[slot] != 0 {
-                let index = Int(table[slot] - 1)
-                let record = records[index]
-                if Int(record.baseLength) == length,
-                   buffer[Int(record.start)..<(Int(record.start) + length)].elementsEqual(base) {
-                    return (index, slot)
-                }
-                slot = (slot + 1) & mask
-            }
-            return nil
-        }
-    }
-
-    /// Records `fileName` under the base name ending at `baseEnd`, unless
-    /// that base name is held already; false then.
+    /// Records the file read from the directory under the base name ending
+    /// at `baseEnd`. False when its key was held already: a second file of
+    /// that base name or, about never, another base name with the same hash.
+    /// The slot is then ambiguous, and the caller tells which it was.
     @discardableResult
     mutating func insertIfAbsent(fileName: String, baseEnd: String.Index) -> Bool {
-        let base = fileName.utf8[..<baseEnd]
-        guard find(base) == nil else { return false }
-        if (count + 1) * 2 > table.count { rebuild(tableSize: table.count * 2) }
-        place(append(base: base, rest: fileName.utf8[baseEnd...], wholeName: false))
-        count += 1
+        let key = Self.key(fileName.utf8[..<baseEnd])
+        if let slot = slot(of: key) {
+            markAmbiguous(slot)
+            return false
+        }
+        insert(key, ref: intern(fileName.utf8[baseEnd...]))
         return true
     }
 
-    private mutating func insert(base: String, fileName: String) {
-        let prefixed = fileName.utf8.starts(with: base.utf8)
-        let rest = prefixed ? fileName.utf8.dropFirst(base.utf8.count) : fileName.utf8[...]
-        let existing = find(base.utf8)
-        if let (old, _) = existing {
-            retire(old)
-        } else if (count + 1) * 2 > table.count {
-            rebuild(tableSize: table.count * 2)
+    // MARK: - Table
+
+    private func home(_ key: Key) -> Int { Int(key.multipliedFullWidth(by: UInt64(keys.count)).high) }
+
+    private func slot(of key: Key) -> Int? {
+        var slot = home(key)
+        while keys[slot] != 0 {
+            if keys[slot] == key { return slot }
+            slot += 1
+            if slot == keys.count { slot = 0 }
         }
-        let index = append(base: base.utf8, rest: rest, wholeName: !prefixed)
-        if let (_, slot) = existing {
-            table[slot] = UInt32(index + 1)
-        } else {
-            place(index)
-            count += 1
-        }
-        if deadBytes > 4096 && deadBytes * 2 > bytes.count { rebuild(tableSize: table.count) }
+        return nil
     }
 
-    /// Appends a record and its bytes, not yet in the table; returns its index.
-    private mutating func append(base: some Collection<UInt8>, rest: some Collection<UInt8>, wholeName: Bool) -> Int {
-        let baseLength = base.count, restLength = rest.count
-        let nameLength = wholeName ? restLength : baseLength + restLength
-        precondition(baseLength < 0x7fff && nameLength < 0x7fff, "file names are at most 255 bytes")
-        records.append(Record(start: UInt32(bytes.count), baseLength: UInt16(baseLength),
-                              restLength: UInt16(restLength) | (wholeName ? 0x8000 : 0)))
-        bytes.append(contentsOf: base)
-        bytes.append(contentsOf: rest)
-        return records.count - 1
+    private mutating func intern(_ rest: some Collection<UInt8>) -> UInt16 {
+        let text = String(decoding: rest, as: UTF8.self)
+        if let index = suffixIndex[text] { return index }
+        guard suffixes.count < Int(Self.unknownSuffix) else { return Self.unknownSuffix }
+        let index = UInt16(suffixes.count)
+        suffixes.append(text)
+        suffixIndex[text] = index
+        return index
+    }
+
+    private mutating func markAmbiguous(_ slot: Int) {
+        if refs[slot] & Self.ambiguousBit == 0 && refs[slot] != Self.unknownSuffix { doubts += 1 }
+        refs[slot] |= Self.ambiguousBit
+    }
+
+    private mutating func insert(_ key: Key, ref: UInt16) {
+        if !hasRoom { grow() }
+        var slot = home(key)
+        while keys[slot] != 0 {
+            slot += 1
+            if slot == keys.count { slot = 0 }
+        }
+        keys[slot] = key
+        refs[slot] = ref
+        count += 1
+        if ref == Self.unknownSuffix { doubts += 1 }
+    }
+
+    private mutating func record(base: String, fileName: String) {
+        let ref = fileName.utf8.starts(with: base.utf8) ? intern(fileName.utf8.dropFirst(base.utf8.count)) : Self.unknownSuffix
+        let key = Self.key(of: base)
+        guard let slot = slot(of: key) else { return insert(key, ref: ref) }
+        // Which of an ambiguous slot's files changed cannot be told.
+        guard refs[slot] & Self.ambiguousBit == 0 else { return }
+        if ref == Self.unknownSuffix && refs[slot] != Self.unknownSuffix { doubts += 1 }
+        refs[slot] = ref
     }
 
     private mutating func remove(_ base: String) {
-        guard let (index, slot) = find(base.utf8) else { return }
-        retire(index)
+        guard var hole = slot(of: Self.key(of: base)) else { return }
+        // The other file of an ambiguous slot may still be there.
+        guard refs[hole] & Self.ambiguousBit == 0 else { return }
         count -= 1
         // Backward-shift deletion: later entries of the same run move up, so
         // probing never needs tombstones.
-        let mask = table.count - 1
-        var hole = slot, next = (slot + 1) & mask
-        table[hole] = 0
-        while table[next] != 0 {
-            let moved = Int(table[next] - 1)
-            let home = Self.hash(baseBytes(of: moved)) & mask
-            // Move it into the hole unless its home lies after the hole in
-            // this run (between the hole and it, cyclically).
+        keys[hole] = 0
+        var next = hole + 1 == keys.count ? 0 : hole + 1
+        while keys[next] != 0 {
+            let home = home(keys[next])
+            // Moved into the hole unless its home lies after the hole in this
+            // run (between the hole and it, cyclically).
             let stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next)
             if !stays {
-                table[hole] = table[next]
-                table[next] = 0
+                keys[hole] = keys[next]
+                refs[hole] = refs[next]
+                keys[next] = 0
                 hole = next
             }
-            next = (next + 1) & mask
+            next = next + 1 == keys.count ? 0 : next + 1
         }
-        if deadBytes > 4096 && deadBytes * 2 > bytes.count { rebuild(tableSize: table.count) }
     }
 
-    private func baseBytes(of index: Int) -> ArraySlice<UInt8> {
-        let record = records[index]
-        return bytes[Int(record.start)..<(Int(record.start) + Int(record.baseLength))]
-    }
-
-    private mutating func retire(_ index: Int) {
-        deadBytes += records[index].end - Int(records[index].start)
-        records[index].baseLength = .max
-    }
-
-    private mutating func place(_ index: Int) {
-        let mask = table.count - 1
-        var slot = Self.hash(baseBytes(of: index)) & mask
-        while table[slot] != 0 { slot = (slot + 1) & mask }
-        table[slot] = UInt32(index + 1)
-    }
-
-    /// Drops dead records and their bytes, and re-hashes into a table of `size`.
-    private mutating func rebuild(tableSize size: Int) {
-        var newBytes: [UInt8] = []
-        newBytes.reserveCapacity(bytes.count - deadBytes)
-        var newRecords: [Record] = []
-        newRecords.reserveCapacity(count)
-        for var record in records where !record.isDead {
-            let range = Int(record.start)..<record.end
-            record.start = UInt32(newBytes.count)
-            newBytes.append(contentsOf: bytes[range])
-            newRecords.append(record)
+    /// Half as many slots again: the old and new tables together are 2.5
+    /// times one, where doubling would make them 3 times.
+    private mutating func grow() {
+        let oldKeys = keys, oldRefs = refs
+        keys = [Key](repeating: 0, count: oldKeys.count + oldKeys.count / 2)
+        refs = [UInt16](repeating: 0, count: keys.count)
+        for index in oldKeys.indices where oldKeys[index] != 0 {
+            var slot = home(oldKeys[index])
+            while keys[slot] != 0 {
+                slot += 1
+                if slot == keys.count { slot = 0 }
+            }
+            keys[slot] = oldKeys[index]
+            refs[slot] = oldRefs[index]
         }
-        bytes = newBytes
-        records = newRecords
-        deadBytes = 0
-        table = [UInt32](repeating: 0, count: size)
-        for index in records.indices { place(index) }
+    }
+}
+
+/// What proves that a folder holds exactly the files it held at a read of
+/// it plus this store's own changes since: their number and the sum of a
+/// keyed hash of each file name. 16 bytes, whatever the folder's size, so a
+/// first download of any size into a folder proves its end state without a
+/// table of its files.
+///
+/// A change by another program changes the sum, unless the hashes of the
+/// names it removed and added sum to the same, about 2⁻⁶⁴ with the process's
+/// random key. A change of this store's that it records with a file name
+/// other than the one it changed (another program renamed the file first)
+/// leaves the sum wrong, so the proof fails, as it should: the folder is then
+/// read again.
+struct FolderProof: Sendable, Equatable {
+    private(set) var count = 0
+    private var sum: UInt64 = 0
+
+    init() {}
+
+    mutating func add(_ fileName: String) {
+        count += 1
+        sum &+= Self.hash(fileName)
+    }
+
+    mutating func remove(_ fileName: String) {
+        count -= 1
+        sum &-= Self.hash(fileName)
+    }
+
+    mutating func rename(_ old: String, to new: String) {
+        sum = sum &- Self.hash(old) &+ Self.hash(new)
+    }
+
+    private static func hash(_ fileName: String) -> UInt64 {
+        var hasher = Hasher()
+        // Apart from `FolderFiles`' keys of base names.
+        hasher.combine(UInt8(ascii: "/"))
+        var name = fileName
+        name.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        return UInt64(UInt(bitPattern: hasher.finalize()))
     }
 }

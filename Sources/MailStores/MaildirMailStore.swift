@@ -33,13 +33,17 @@ import Glibc
 ///   server's copy. Flag renames are not fsynced
 ///   (a lost one is redone by the next sync); expunges and moves fsync the
 ///   directories once per call.
-/// - **Own changes are remembered**: after a scan, this store keeps every
-///   file name of the folder (`hints`) and applies its own deliveries,
-///   renames and removals to them. A later listing diffs `readdir` against
-///   them (no `stat` per file) and a run that changed a folder can prove, by
-///   one `readdir` once the directory has settled, that nothing else did —
-///   so the next run skips it instead of rescanning (`settledStatus`). One
-///   store per account is shared by the engine's workers for this.
+/// - **Own changes are remembered**: after a scan, this store keeps a table
+///   of the folder's files (`hints`: by a hash of each base name, the rest
+///   of its name; `FolderFiles`) and a proof of them (their number and a sum
+///   of hashes of their names, `FolderProof`), and applies its own
+///   deliveries, renames and removals to both. A later listing checks
+///   `readdir` against the table (no `stat` per file), and a run that
+///   changed a folder can prove, by one `readdir` once the directory has
+///   settled, that nothing else did — so the next run skips it instead of
+///   rescanning (`settledStatus`). The proof needs no table: a first
+///   download of any size keeps none past 640 KB. One store per account is
+///   shared by the engine's workers for this.
 /// - **Transfer ids** are not kept: `MessageDelivery` owns the unique part
 ///   of the name, and an interrupted download is found again by Message-ID,
 ///   size and mtime (= INTERNALDATE) instead.
@@ -59,12 +63,13 @@ public actor MaildirMailStore: MailStore {
     /// Unseen downloads go to `new/` (`new_mail_to = new`), else to `cur/`.
     public nonisolated let deliversUnseenToNew: Bool
     private var folders: [String: MaildirFolder] = [:]
-    /// Per folder, file names by base name from the last scan, kept current
-    /// through this store's own changes: finding a message costs one `stat`.
+    /// Per folder, its files from the last scan, kept current through this
+    /// store's own changes: finding a message costs one `stat`.
     private var hints: [String: FolderFiles] = [:]
-    /// Folders whose `hints` hold exactly their files: complete, and no
-    /// other program's change folded in by one of this store's own.
-    private var exact: Set<String> = []
+    /// Per folder, what proves it holds exactly the files of a read of it
+    /// plus this store's own changes since (`settledStatus`). Kept when the
+    /// folder's table is forgotten or never made: 16 bytes a folder.
+    private var proofs: [String: FolderProof] = [:]
     /// Per folder, its files as of a scan token: the last scan, or the last
     /// proof that only this store changed it. A listing since that token is
     /// the difference to them, this store's own changes included, as an IMAP
@@ -73,21 +78,25 @@ public actor MaildirMailStore: MailStore {
     /// Per folder, the settled token a listing found unchanged (an empty
     /// delta, without a `readdir`): the state knows the folder as it was then.
     private var unchangedAt: [String: String] = [:]
-    /// How many file names `hints` and `snapshots` may keep together (60
-    /// bytes each, about 6 MB at the default): beyond it the least recently
+    /// How many files `hints` and `snapshots` may keep together (12.5–19
+    /// bytes each, at most 7.6 MB at the default): beyond it the least recently
     /// used folders are forgotten, so a store shared by a whole account (and
     /// kept by the daemon) does not grow with it. A forgotten folder costs
     /// one `readdir` when it is next acted on, and a full listing instead of
     /// a delta when it is next listed; it is never proven settled from a
     /// snapshot it no longer has.
     public nonisolated let retainedFileNames: Int
+    /// Beyond this many slots (640 KB at the default) a full table is not
+    /// grown by this store's own deliveries (`setHint`).
+    nonisolated let growableSlots: Int
     private var lastUse: [String: Int] = [:]
     private var useClock = 0
 
     public init(root: String, layout: MaildirLayout = .maildirPlusPlus, folderNameEncoding: FolderNameEncoding = .utf8,
-                deliversUnseenToNew: Bool = false, slowGroupSync: Duration = .seconds(1), retainedFileNames: Int = 100_000,
-                account: String, logger: Logger = Logger(label: "ferrymail.maildir")) throws {
+                deliversUnseenToNew: Bool = false, slowGroupSync: Duration = .seconds(1), retainedFileNames: Int = 400_000,
+                growableSlots: Int = 1 << 16, account: String, logger: Logger = Logger(label: "ferrymail.maildir")) throws {
         self.account = account
+        self.growableSlots = growableSlots
         self.retainedFileNames = max(0, retainedFileNames)
         self.deliversUnseenToNew = deliversUnseenToNew
         do {
@@ -131,7 +140,7 @@ public actor MaildirMailStore: MailStore {
             hints[name] = nil
             lastUse[name] = nil
             unchangedAt[name] = nil
-            exact.remove(name)
+            proofs[name] = nil
             snapshots[name] = nil
             try maildir.deleteFolder(named: name)
         }
@@ -147,16 +156,16 @@ public actor MaildirMailStore: MailStore {
 
     /// A settled token equal to the watermark means nothing changed: an empty
     /// delta, no `readdir`. A watermark this store's snapshot is taken at
-    /// gives a delta from one `readdir` diffed against the snapshot. Anything
-    /// else is a full listing.
+    /// gives a delta from one `readdir` checked against the snapshot.
+    /// Anything else is a full listing.
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?) async throws -> MessageListing {
         try listing(mailbox, changedSince: watermark, comparedWith: nil)
     }
 
     /// Where the listing would be full, the scan keeps only the folder's
-    /// names (which it keeps anyway, as the snapshot) and 8 bytes a file
-    /// beside them; the names are merged with the recorded keys in key
-    /// order, and only the files that differ are `stat`ed and listed.
+    /// table of files (which it keeps anyway, as the snapshot); each
+    /// recorded key is looked up in it, and only the files that are new or
+    /// differ are `stat`ed and listed, from a second `readdir`.
     public func messages(in mailbox: String, changedSince watermark: SyncWatermark?, comparedWith recorded: RecordedMessages) async throws
         -> MessageListing {
         try listing(mailbox, changedSince: watermark, comparedWith: recorded)
@@ -176,109 +185,179 @@ public actor MaildirMailStore: MailStore {
                 }
             }
             let snapshot = snapshots[mailbox]
-            let baseline = snapshot != nil && watermark?.scanToken == snapshot?.token ? snapshot?.files : nil
-            if baseline == nil, let recorded { return try compared(mailbox, folder, with: recorded) }
-            // Streamed: only the names and the listing are kept, no list of
-            // scan entries beside them.
-            var names = FolderFiles(minimumCapacity: snapshot?.files.count ?? 1024)
-            var messages: [MessageInfo] = []
-            let scan = try folder.scan { entry, base in
-                let fileName = entry.fileName
-                guard names.insertIfAbsent(fileName: fileName, baseEnd: base.endIndex) else { return false }
-                if let baseline, baseline.holds(fileName: fileName, baseEnd: base.endIndex) { return true }
-                let size: Int64, date: Int64?
-                if let st = folder.fileStatus(of: entry) {
-                    (size, date) = (Int64(entry.size ?? Int(st.st_size)), Int64(st.st_mtim.tv_sec))
-                } else {
-                    // Renamed (a mail reader's flag change) or removed since the
-                    // readdir. Left out, it would read as deleted here and be
-                    // expunged on the server; listed as read, the next scan
-                    // tells which it was. Without `,S=` its size is unknown
-                    // (0): a copy takes the real size from the file it opens.
-                    (size, date) = (Int64(entry.size ?? 0), nil)
-                }
-                messages.append(MessageInfo(key: .name(String(base)), flags: Self.syncFlags(entry.flags), size: size, internalDate: date))
-                return true
+            if let snapshot, watermark?.scanToken == snapshot.token,
+               let delta = try delta(mailbox, folder, since: snapshot.files, recorded: recorded) {
+                return delta
             }
-            hints[mailbox] = names
-            exact.insert(mailbox)
-            snapshots[mailbox] = (Self.text(scan.token), names)
-            retain(mailbox)
-            guard let baseline else { return .full(messages) }
-            let vanished = baseline.baseNames(missingFrom: names).sorted().map { MessageKey.name($0) }
-            return .delta(changed: messages, vanished: vanished)
+            if let recorded, let delta = try compared(mailbox, folder, with: recorded) { return delta }
+            return try fullListing(mailbox, folder, capacity: max(1024, snapshot?.files.count ?? 0))
         }
     }
 
-    /// The full listing of `folder` as a delta against `recorded`; the full
-    /// listing itself when they differ in more than `deltaLimit` keys or the
-    /// recorded keys do not come in key order.
-    private func compared(_ mailbox: String, _ folder: MaildirFolder, with recorded: RecordedMessages) throws -> MessageListing {
-        var names = FolderFiles(minimumCapacity: max(1024, recorded.count))
-        // Per file, by record index: the size its name gives (`,S=`; max when
-        // none) and its flags as an index into the few distinct sets, with
-        // the top bit for `new/`.
-        var sizes: [UInt32] = [], flagRefs: [UInt32] = []
-        sizes.reserveCapacity(recorded.count)
-        flagRefs.reserveCapacity(recorded.count)
-        var flagSets: [SyncState.MessageFlags] = [], flagIndex: [SyncState.MessageFlags: UInt32] = [:]
+    /// Every message of the folder. A second file of a base name is
+    /// reported by the scan and left out; it is told from another base name
+    /// with the same hash by the listing itself, which holds every name.
+    private func fullListing(_ mailbox: String, _ folder: MaildirFolder, capacity: Int) throws -> MessageListing {
+        var files = FolderFiles(minimumCapacity: capacity)
+        var proof = FolderProof()
+        var messages: [MessageInfo] = []
+        var duplicates = false
         let scan = try folder.scan { entry, base in
-            guard names.insertIfAbsent(fileName: entry.fileName, baseEnd: base.endIndex) else { return false }
-            let flags = Self.syncFlags(entry.flags)
-            let ref: UInt32
-            if let known = flagIndex[flags] {
-                ref = known
-            } else {
-                ref = UInt32(flagSets.count)
-                flagSets.append(flags)
-                flagIndex[flags] = ref
+            proof.add(entry.fileName)
+            if !files.insertIfAbsent(fileName: entry.fileName, baseEnd: base.endIndex) {
+                let key = MessageKey.name(String(base))
+                if messages.contains(where: { $0.key == key }) {
+                    duplicates = true
+                    return false
+                }
             }
-            sizes.append(entry.size.map { UInt32(clamping: $0) } ?? .max)
-            flagRefs.append(ref | (entry.subdirectory == .new ? 0x8000_0000 : 0))
+            messages.append(info(entry, base: base, in: folder))
             return true
         }
-        hints[mailbox] = names
-        exact.insert(mailbox)
-        snapshots[mailbox] = (Self.text(scan.token), names)
-        retain(mailbox)
+        // A folder with a file more than the listing never settles: it is
+        // read again, and its duplicate reported, each time.
+        remember(mailbox, files, duplicates ? nil : proof, at: scan.token)
+        return .full(messages)
+    }
 
-        func info(_ index: Int32) -> MessageInfo {
-            let (base, fileName) = names.names(of: index)
-            let ref = flagRefs[Int(index)]
-            let sub: MaildirSubdirectory = ref & 0x8000_0000 != 0 ? .new : .cur
-            let named = sizes[Int(index)] == .max ? nil : Int64(sizes[Int(index)])
-            let size: Int64, date: Int64?
-            if let st = folder.fileStatus(fileName: fileName, in: sub) {
-                (size, date) = (named ?? Int64(st.st_size), Int64(st.st_mtim.tv_sec))
+    /// The files added or renamed since `baseline` (the snapshot at the
+    /// watermark), and the recorded keys whose files are gone since. Nil
+    /// when hashes cannot tell it exactly (a key held twice) or a file
+    /// vanished and there are no recorded keys to name it.
+    private func delta(_ mailbox: String, _ folder: MaildirFolder, since baseline: FolderFiles,
+                       recorded: RecordedMessages?) throws -> MessageListing? {
+        guard baseline.isExact else { return nil }
+        var files = FolderFiles(minimumCapacity: baseline.count)
+        var proof = FolderProof()
+        var messages: [MessageInfo] = []
+        var exact = true
+        let scan = try folder.scan { entry, base in
+            proof.add(entry.fileName)
+            guard exact else { return true }
+            guard files.insertIfAbsent(fileName: entry.fileName, baseEnd: base.endIndex) else {
+                exact = false
+                return true
+            }
+            if !baseline.holds(fileName: entry.fileName, baseEnd: base.endIndex) {
+                messages.append(info(entry, base: base, in: folder))
+            }
+            return true
+        }
+        guard exact else { return nil }
+        let missing = baseline.keys(missingFrom: files)
+        var vanished: [MessageKey] = []
+        if !missing.isEmpty {
+            // A file the state never knew needs no name: only recorded keys vanish.
+            guard let recorded else { return nil }
+            try recorded.forEach { key, _ in
+                if case .name(let name) = key, missing.contains(FolderFiles.key(of: name)) { vanished.append(key) }
+                return true
+            }
+        }
+        remember(mailbox, files, proof, at: scan.token)
+        return .delta(changed: messages, vanished: vanished)
+    }
+
+    /// The full listing of `folder` as a delta against `recorded`, from two
+    /// `readdir`s: the first fills the folder's table, each recorded key is
+    /// looked up in it, and the second lists the files that are new or whose
+    /// flags differ. Nil when more than `deltaLimit` keys differ, or hashes
+    /// cannot tell it exactly (a key held twice).
+    private func compared(_ mailbox: String, _ folder: MaildirFolder, with recorded: RecordedMessages) throws -> MessageListing? {
+        var files = FolderFiles(minimumCapacity: max(1024, recorded.count))
+        // A suffix's flags: the same for every file that has it.
+        var flagsOfSuffix: [Int: SyncState.MessageFlags] = [:]
+        var proof = FolderProof()
+        var exact = true
+        let scan = try folder.scan { entry, base in
+            proof.add(entry.fileName)
+            guard exact else { return true }
+            guard files.insertIfAbsent(fileName: entry.fileName, baseEnd: base.endIndex) else {
+                exact = false
+                return true
+            }
+            if let slot = files.slot(fileName: entry.fileName, baseEnd: base.endIndex), let suffix = files.suffix(at: slot),
+               flagsOfSuffix[suffix] == nil {
+                flagsOfSuffix[suffix] = Self.syncFlags(entry.flags)
+            }
+            return true
+        }
+        guard exact else { return nil }
+        remember(mailbox, files, proof, at: scan.token)
+
+        // Per slot: 0 not recorded (new), 1 recorded and agreeing, 2 to list.
+        var marks = [UInt8](repeating: 0, count: files.capacity)
+        var vanished: [MessageKey] = []
+        var differing = 0, matched = 0, usable = true
+        let limit = recorded.deltaLimit(listed: files.count)
+        try recorded.forEach { key, flags in
+            // Only names are compared: a key of another kind is passed over.
+            guard case .name(let name) = key else { return true }
+            if let slot = files.slot(ofBase: name) {
+                // Two recorded names with one hash: not told apart here.
+                guard marks[slot] == 0 else {
+                    usable = false
+                    return false
+                }
+                matched += 1
+                if let suffix = files.suffix(at: slot), let listed = flagsOfSuffix[suffix], RecordedMessages.agree(listed, flags) {
+                    marks[slot] = 1
+                } else {
+                    marks[slot] = 2
+                    differing += 1
+                }
             } else {
-                // Renamed or removed since the readdir: listed as read (see
-                // the full listing's note).
-                (size, date) = (named ?? 0, nil)
+                vanished.append(key)
             }
-            return MessageInfo(key: .name(base), flags: flagSets[Int(ref & 0x7fff_ffff)], size: size, internalDate: date)
+            usable = differing + vanished.count <= limit
+            return usable
         }
+        guard usable, differing + (files.count - matched) + vanished.count <= limit else { return nil }
+        var changed: [MessageInfo] = []
+        if differing + files.count - matched > 0 {
+            _ = try folder.scan { entry, base in
+                // A file added since the first `readdir` is in the next
+                // listing: the token above is older than it.
+                guard let slot = files.slot(fileName: entry.fileName, baseEnd: base.endIndex), marks[slot] != 1 else { return true }
+                marks[slot] = 1
+                changed.append(info(entry, base: base, in: folder))
+                return true
+            }
+        }
+        return .delta(changed: changed, vanished: vanished)
+    }
 
-        let order = names.recordsInKeyOrder()
-        // Only names are compared: a key of another kind is passed over.
-        let recordedNames = RecordedMessages(count: recorded.count) { body in
-            try recorded.forEach { key, flags in
-                guard case .name = key else { return true }
-                return body(key, flags)
-            }
+    /// A listed message: its size from the name (`,S=`) or the file, its
+    /// internal date from the file's mtime.
+    private func info(_ entry: MaildirEntry, base: Substring, in folder: MaildirFolder) -> MessageInfo {
+        let size: Int64, date: Int64?
+        if let st = folder.fileStatus(of: entry) {
+            (size, date) = (Int64(entry.size ?? Int(st.st_size)), Int64(st.st_mtim.tv_sec))
+        } else {
+            // Renamed (a mail reader's flag change) or removed since the
+            // readdir. Left out, it would read as deleted here and be
+            // expunged on the server; listed as read, the next scan tells
+            // which it was. Without `,S=` its size is unknown (0): a copy
+            // takes the real size from the file it opens.
+            (size, date) = (Int64(entry.size ?? 0), nil)
         }
-        let difference = try recordedNames.difference(of: order, limit: recorded.deltaLimit(listed: order.count), compare: { index, key in
-            guard case .name(let name) = key else { return 1 }
-            return names.compareBase(of: index, with: name)
-        }, agrees: { index, flags in RecordedMessages.agree(flagSets[Int(flagRefs[Int(index)] & 0x7fff_ffff)], flags) })
-        guard let difference else { return .full(order.map(info)) }
-        return .delta(changed: difference.changed.map(info), vanished: difference.vanished)
+        return MessageInfo(key: .name(String(base)), flags: Self.syncFlags(entry.flags), size: size, internalDate: date)
+    }
+
+    /// A scan's table is the folder's hints and its snapshot at the scan's
+    /// token; its proof is what later changes are checked against.
+    private func remember(_ mailbox: String, _ files: FolderFiles, _ proof: FolderProof?, at token: ScanToken) {
+        hints[mailbox] = files
+        proofs[mailbox] = proof
+        snapshots[mailbox] = (Self.text(token), files)
+        retain(mailbox)
     }
 
     /// One `readdir` once the directories have settled: when the folder
-    /// holds exactly the files the snapshot says (the last scan plus this
+    /// holds exactly the files its proof says (the last read plus this
     /// store's own changes), their token is the new watermark.
     public func settledStatus(of mailbox: String) async throws -> MailboxStatus? {
-        guard exact.contains(mailbox) else { return nil }
+        guard proofs[mailbox] != nil else { return nil }
         let folder = try run(mailbox, "reading folder status") { try self.folder(mailbox) }
         var token = try run(mailbox, "reading folder status") { try folder.scanToken() }
         if !token.isSettled {
@@ -291,15 +370,18 @@ public actor MaildirMailStore: MailStore {
         return try run(mailbox, "reading folder status") {
             // Read again after the wait: other workers' own changes to this
             // folder (a move into it) are in the snapshot too.
-            guard exact.contains(mailbox), let expected = hints[mailbox] else { return nil }
-            var count = 0, matching = true
-            token = try folder.forEachMessageFileName { fileName, baseEnd in
-                count += 1
-                if matching && !expected.holds(fileName: fileName, baseEnd: baseEnd) { matching = false }
-            }
-            guard token.isSettled, matching, count == expected.count else { return nil }
+            guard let expected = proofs[mailbox] else { return nil }
+            var found = FolderProof()
+            token = try folder.forEachMessageFileName { fileName, _ in found.add(fileName) }
+            guard token.isSettled, found == expected else { return nil }
             let text = Self.text(token)
-            snapshots[mailbox] = (text, expected)
+            // The table, kept through the same changes, is the snapshot at
+            // this token, unless it doubts a name.
+            if let files = hints[mailbox], files.isExact, files.count == expected.count {
+                snapshots[mailbox] = (text, files)
+            } else {
+                snapshots[mailbox] = nil
+            }
             return MailboxStatus(scanToken: text)
         }
     }
@@ -369,7 +451,7 @@ public actor MaildirMailStore: MailStore {
     public func beginAppend(to mailbox: String, _ envelope: AppendEnvelope) async throws -> any AppendWriter {
         try run(mailbox, "starting delivery") {
             let folder = try self.folder(mailbox)
-            try ensureHints(mailbox, folder)
+            try ensureProof(mailbox, folder)
             let delivery = try folder.beginDelivery()
             let toNew = deliversUnseenToNew && !envelope.flags.contains("\\Seen")
             return MaildirAppendWriter(store: self, account: account, mailbox: mailbox, delivery: delivery, size: envelope.size,
@@ -392,12 +474,33 @@ public actor MaildirMailStore: MailStore {
             return snapshot.sharesStorage(with: files)
         }()
         if shared { snapshots[mailbox] = nil }
+        // A large table that is full is let go of rather than grown, which
+        // holds the old and the new table at once: a first download of a
+        // large folder finds no message, and the next lookup reads the
+        // folder again into a table of the right size.
+        if fileName != nil, let files = hints[mailbox], !files.hasRoom, files.capacity >= growableSlots, !files.contains(base) {
+            hints[mailbox] = nil
+            return
+        }
         hints[mailbox]?[base] = fileName
     }
 
-    /// A delivery's file is part of the folder's snapshot from now on.
+
+    /// Records this store's own change to a message's file: `old` (nil: a
+    /// delivery) became `new` (nil: removed), in the folder's proof and table.
+    private func record(_ base: String, from old: String?, to new: String?, in mailbox: String) {
+        switch (old, new) {
+        case let (old?, new?): proofs[mailbox]?.rename(old, to: new)
+        case let (nil, new?): proofs[mailbox]?.add(new)
+        case let (old?, nil): proofs[mailbox]?.remove(old)
+        case (nil, nil): break
+        }
+        setHint(new, for: base, in: mailbox)
+    }
+
+    /// A delivery's file is part of the folder's proof and table from now on.
     func delivered(_ entry: MaildirEntry, to mailbox: String) {
-        if hints[mailbox] != nil { setHint(entry.fileName, for: entry.baseName, in: mailbox) } else { exact.remove(mailbox) }
+        record(entry.baseName, from: nil, to: entry.fileName, in: mailbox)
     }
 
     /// Publishes the folder's staged deliveries (`MaildirFolder.publishStaged`):
@@ -423,17 +526,16 @@ public actor MaildirMailStore: MailStore {
             for change in changes {
                 for key in change.keys {
                     let base = try self.baseName(key, mailbox)
-                    let hint = hints[mailbox]?[base]
-                    guard let current = try folder.find(baseName: base, hint: hint) else { continue }
-                    // Another program changed its flags since the scan; the
-                    // rename below keeps them, so the snapshot would hide them.
-                    if current.fileName != hint { exact.remove(mailbox) }
+                    // Renamed by another program since the table was read,
+                    // the file is changed under its current name, and the
+                    // folder's proof, which does not hold that name, fails.
+                    guard let current = try folder.find(baseName: base, hint: hints[mailbox]?[base]) else { continue }
                     let wanted = SyncState.MessageFlags(Self.syncFlags(current.flags).names.filter { !change.remove.contains($0) } + change.add.names)
                     var flags = Self.maildirFlags(wanted)
                     if current.flags.system.contains(.passed) { flags.system.insert(.passed) }
                     do {
                         let entry = try folder.setFlags(baseName: base, flags: flags, hint: current.fileName)
-                        setHint(entry.fileName, for: base, in: mailbox)
+                        record(base, from: current.fileName, to: entry.fileName, in: mailbox)
                     } catch MaildirError.messageNotFound {
                         continue
                     }
@@ -448,12 +550,13 @@ public actor MaildirMailStore: MailStore {
             try ensureHints(mailbox, folder)
             for key in keys {
                 let base = try self.baseName(key, mailbox)
+                guard let current = try folder.find(baseName: base, hint: hints[mailbox]?[base]) else { continue }
                 do {
-                    try folder.remove(baseName: base, hint: hints[mailbox]?[base], syncDirectory: false)
+                    try folder.remove(baseName: base, hint: current.fileName, syncDirectory: false)
                 } catch MaildirError.messageNotFound {
                     continue
                 }
-                setHint(nil, for: base, in: mailbox)
+                record(base, from: current.fileName, to: nil, in: mailbox)
             }
             try folder.syncDirectories()
         }
@@ -463,20 +566,15 @@ public actor MaildirMailStore: MailStore {
         try run(source, "moving messages to \(destination)") {
             let from = try self.folder(source), to = try self.folder(destination)
             try ensureHints(source, from)
-            try ensureHints(destination, to)
+            try ensureProof(destination, to)
             var moved: [MessageKey: MessageKey] = [:]
             for key in keys {
                 let base = try self.baseName(key, source)
+                guard let current = try from.find(baseName: base, hint: hints[source]?[base]) else { continue }
                 do {
-                    let hint = hints[source]?[base]
-                    let entry = try from.move(baseName: base, to: to, hint: hint, syncDirectory: false)
-                    setHint(nil, for: base, in: source)
-                    setHint(entry.fileName, for: base, in: destination)
-                    // A name other than the scanned one may hide another
-                    // program's flag change (see `setFlags`); keyword letters
-                    // translated for the destination give false alarms, which
-                    // only cost a rescan.
-                    if hints[destination] == nil || entry.fileName != hint { exact.remove(destination) }
+                    let entry = try from.move(baseName: base, to: to, hint: current.fileName, syncDirectory: false)
+                    record(base, from: current.fileName, to: nil, in: source)
+                    record(base, from: nil, to: entry.fileName, in: destination)
                     moved[key] = key
                 } catch MaildirError.messageNotFound {
                     continue
@@ -529,27 +627,46 @@ public actor MaildirMailStore: MailStore {
         }
     }
 
-    /// Reads a folder's file names before this store first acts on a folder
-    /// it has not scanned (its listing was an empty delta): without them every
-    /// message looked up costs a `readdir` of the whole folder. When the
-    /// directory is still at the token that listing found unchanged, before
-    /// and after the `readdir`, the names are exactly what the state knows,
-    /// and the folder can settle at the end of the run like a scanned one.
+    /// Reads a folder's table before this store first looks a message up
+    /// in a folder it has none of: without it every lookup costs a `readdir`
+    /// of the whole folder. Sized beforehand, by the folder's proof or a
+    /// first `readdir` that counts, so it is never grown, which would hold
+    /// the old and the new table at once. When the directory is still at the
+    /// token a listing found unchanged, before and after the `readdir`, the
+    /// table is exactly what the state knows, and the folder can settle at
+    /// the end of the run like a scanned one.
     private func ensureHints(_ mailbox: String, _ folder: MaildirFolder) throws {
         guard hints[mailbox] == nil else { return touch(mailbox) }
         defer { retain(mailbox) }
+        var expected = proofs[mailbox]?.count ?? 0
+        if proofs[mailbox] == nil { _ = try folder.forEachMessageFileName { _, _ in expected += 1 } }
         // Names only: no entries built, as `scan()` would (5 MB for 60,000
-        // files), and the first file of a base name wins, as in a scan.
-        var names = FolderFiles()
+        // files). A base name with two files gives no hint.
+        var names = FolderFiles(minimumCapacity: expected + expected / 16 + 64)
+        var proof = FolderProof()
         let scanned = try folder.forEachMessageFileName { fileName, baseEnd in
+            proof.add(fileName)
             names.insertIfAbsent(fileName: fileName, baseEnd: baseEnd)
         }
         hints[mailbox] = names
         let token = Self.text(scanned)
         if token == unchangedAt[mailbox], Self.text(try folder.scanToken()) == token {
-            exact.insert(mailbox)
+            proofs[mailbox] = proof
             snapshots[mailbox] = (token, names)
         }
+    }
+
+    /// Before this store first delivers to a folder it has not read (its
+    /// listing was an empty delta): its proof, from one `readdir` that keeps
+    /// nothing per file, when the directory is still at the token that
+    /// listing found unchanged, so the folder can settle at the end of the
+    /// run. Tried once per such listing.
+    private func ensureProof(_ mailbox: String, _ folder: MaildirFolder) throws {
+        guard proofs[mailbox] == nil, let since = unchangedAt[mailbox] else { return }
+        unchangedAt[mailbox] = nil
+        var proof = FolderProof()
+        let scanned = try folder.forEachMessageFileName { fileName, _ in proof.add(fileName) }
+        if Self.text(scanned) == since, Self.text(try folder.scanToken()) == since { proofs[mailbox] = proof }
     }
 
     /// Marks `mailbox` as just used, then forgets the least recently used
@@ -563,7 +680,6 @@ public actor MaildirMailStore: MailStore {
             kept -= retained(folder)
             hints[folder] = nil
             snapshots[folder] = nil
-            exact.remove(folder)
             lastUse[folder] = nil
         }
     }

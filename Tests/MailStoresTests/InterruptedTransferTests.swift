@@ -313,7 +313,9 @@ struct InterruptedTransferTests {
         #expect(!failed.isEmpty, "the source failure surfaces in the report")
         let leftOpen = await tracker.stillOpen
         #expect(leftOpen.isEmpty, "the cut-off append was never cancelled: \(leftOpen)")
-        #expect(elapsed < .seconds(20), "the run stalled \(elapsed) (the target's command timeout is 40 s)")
+        // A stall waits out the 40 s command timeout; the run itself takes
+        // a few seconds, and took 23 s on a machine busy with a benchmark.
+        #expect(elapsed < .seconds(35), "the run stalled \(elapsed) (the target's command timeout is 40 s)")
         #expect(failed.count == 1, "only the folder whose message was cut may fail: \(failed.map { "\($0.farName): \($0.error!)" })")
 
         let resumed = try await restore(nil)

@@ -91,7 +91,7 @@ struct MaildirSnapshotTests {
         #expect(try await store.listing("INBOX").count == 2, "delivered durably on its own, without waiting for a flush")
     }
 
-    @Test("file names are kept by base name and read back whole, even one that does not start with its base name")
+    @Test("a file's name is read back whole from its base name; a name that does not start with its base name gives none")
     func folderFilesKeepWholeNames() {
         var files = FolderFiles()
         files["1795790911.M338573P16185Q1875.vm,S=60005"] = "1795790911.M338573P16185Q1875.vm,S=60005:2,FS"
@@ -99,71 +99,96 @@ struct MaildirSnapshotTests {
         files["odd"] = "elsewhere:2,S"
         #expect(files["1795790911.M338573P16185Q1875.vm,S=60005"] == "1795790911.M338573P16185Q1875.vm,S=60005:2,FS")
         #expect(files["plain"] == "plain")
-        #expect(files["odd"] == "elsewhere:2,S")
+        #expect(files["odd"] == nil, "held, but only a directory read can find it")
         #expect(files.holds(base: "1795790911.M338573P16185Q1875.vm,S=60005", fileName: "1795790911.M338573P16185Q1875.vm,S=60005:2,FS"))
         #expect(!files.holds(base: "1795790911.M338573P16185Q1875.vm,S=60005", fileName: "1795790911.M338573P16185Q1875.vm,S=60005:2,S"))
         #expect(!files.holds(base: "plain", fileName: "plain:2,"))
-        #expect(files.holds(base: "odd", fileName: "elsewhere:2,S"))
+        #expect(!files.holds(base: "odd", fileName: "elsewhere:2,S"))
         #expect(!files.holds(base: "missing", fileName: "missing"))
         #expect(files.count == 3 && files.contains("odd"))
+        #expect(!files.isExact, "a file it cannot name leaves it unable to prove a directory's contents")
         files["odd"] = nil
-        #expect(files.count == 2 && !files.contains("odd") && files.baseNames.sorted() == ["1795790911.M338573P16185Q1875.vm,S=60005", "plain"])
+        #expect(files.count == 2 && !files.contains("odd") && files.contains("plain"))
     }
 
-    @Test("file names agree with a dictionary through growth, renames, removals and compaction")
+    @Test("the table agrees with a dictionary of names through growth, renames and removals")
     func folderFilesAgreeWithADictionary() {
         var generator = SystemRandomNumberGenerator()
         var files = FolderFiles(minimumCapacity: 10)
         var model: [String: String] = [:]
         // Few distinct names, so the same ones are renamed and removed often
-        // (dead records pile up and are compacted; runs of the table shift).
+        // (runs of the table shift back on removals).
         let bases = (0..<3000).map { "17957909\($0 % 7).M\($0)P16185Q\($0 % 13).vm,S=\($0 * 31)" }
         let suffixes = [":2,", ":2,S", ":2,FS", ":2,DFRST", ""]
         for step in 0..<40_000 {
             let base = bases[Int.random(in: 0..<(step < 6000 ? 300 : bases.count), using: &generator)]
-            switch Int.random(in: 0..<10, using: &generator) {
-            case 0..<3:
+            if Int.random(in: 0..<10, using: &generator) < 3 {
                 files[base] = nil
                 model[base] = nil
-            case 3:
-                let odd = "other\(step):2,S"
-                files[base] = odd
-                model[base] = odd
-            default:
+            } else {
                 let name = base + suffixes[Int.random(in: 0..<suffixes.count, using: &generator)]
                 files[base] = name
                 model[base] = name
             }
         }
-        #expect(files.count == model.count)
-        let sameNames = Set(files.baseNames) == Set(model.keys)
-        #expect(sameNames)
+        #expect(files.count == model.count && files.isExact)
         var wrong = 0
         for base in bases {
             if files[base] != model[base] || files.contains(base) != (model[base] != nil) { wrong += 1 }
             if let name = model[base] {
                 if !files.holds(base: base, fileName: name) || files.holds(base: base, fileName: name + "x") { wrong += 1 }
-                if !name.hasPrefix("other"), !files.holds(fileName: name, baseEnd: name.index(name.startIndex, offsetBy: base.count)) {
-                    wrong += 1
-                }
+                if !files.holds(fileName: name, baseEnd: name.index(name.startIndex, offsetBy: base.count)) { wrong += 1 }
             }
         }
         #expect(wrong == 0)
-        // Names read from a directory: the first file of a base name wins.
+        // Names read from a directory.
         var listed = FolderFiles()
-        for (base, name) in model where !name.hasPrefix("other") {
-            listed.insertIfAbsent(fileName: name, baseEnd: name.index(name.startIndex, offsetBy: base.count))
-            let later = base + ":2,T"
-            listed.insertIfAbsent(fileName: later, baseEnd: later.index(later.startIndex, offsetBy: base.count))
+        for (base, name) in model {
+            let inserted = listed.insertIfAbsent(fileName: name, baseEnd: name.index(name.startIndex, offsetBy: base.count))
+            #expect(inserted)
         }
-        let firstWins = model.filter { !$0.value.hasPrefix("other") }.allSatisfy { listed[$0.key] == $0.value }
-        #expect(firstWins && listed.count == model.values.filter { !$0.hasPrefix("other") }.count)
+        #expect(listed.count == model.count && listed.isExact && model.allSatisfy { listed[$0.key] == $0.value })
         var fewer = files
         let gone = Array(model.keys.prefix(25))
         for base in gone { fewer[base] = nil }
-        let missing = Set(files.baseNames(missingFrom: fewer)) == Set(gone)
-        #expect(missing)
+        #expect(files.keys(missingFrom: fewer) == Set(gone.map(FolderFiles.key(of:))))
         #expect(files.count == model.count, "a copy's removals leave the original alone")
+    }
+
+    @Test("a base name read twice gives no file name and proves nothing; the other names still give theirs")
+    func folderFilesDoubtASecondFileOfABaseName() {
+        var files = FolderFiles()
+        let first = "1795790911.M1P2Q3.vm,S=10:2,S", second = "1795790911.M1P2Q3.vm,S=10:2,F", other = "1795790912.M1P2Q4.vm,S=10:2,"
+        let base = "1795790911.M1P2Q3.vm,S=10"
+        func insert(_ name: String) -> Bool { files.insertIfAbsent(fileName: name, baseEnd: name.index(name.startIndex, offsetBy: base.count)) }
+        let inserted = [insert(first), insert(other)]
+        #expect(inserted == [true, true] && files.isExact && files[base] == first)
+        let again = insert(second)
+        #expect(!again)
+        #expect(files[base] == nil && !files.holds(base: base, fileName: first) && !files.holds(base: base, fileName: second))
+        #expect(!files.isExact)
+        files[base] = nil
+        #expect(files.contains(base), "the other file of the base name may still be there")
+        #expect(files["1795790912.M1P2Q4.vm,S=10"] == other)
+    }
+
+    @Test("a proof equals one read afresh after the same changes, and not one of another set of names")
+    func folderProofs() {
+        var kept = FolderProof()
+        for name in ["a:2,S", "b:2,", "c"] { kept.add(name) }
+        kept.rename("a:2,S", to: "a:2,FS")
+        kept.remove("b:2,")
+        kept.add("d:2,T")
+        var read = FolderProof()
+        for name in ["c", "d:2,T", "a:2,FS"] { read.add(name) }
+        #expect(kept == read && kept.count == 3)
+        var other = FolderProof()
+        for name in ["c", "d:2,T", "a:2,S"] { other.add(name) }
+        #expect(kept != other, "as many files, one name another")
+        other.rename("a:2,S", to: "a:2,FS")
+        #expect(kept == other)
+        other.add("e")
+        #expect(kept != other)
     }
 
     @Test("a folder changed only by this store settles to a new token, and that token then lists as unchanged")
@@ -259,7 +284,12 @@ struct MaildirSnapshotTests {
         try FileManager.default.removeItem(atPath: cur(directory) + "/" + fileName(of: keys[1], in: directory))
         try Data(message(7)).write(to: URL(fileURLWithPath: directory.path + "/Mail/new/1700000001.M7P7.elsewhere"))
 
-        guard case .delta(let changed, let vanished) = try await store.messages(in: "INBOX", changedSince: SyncWatermark(scanToken: settled.scanToken)) else {
+        // The table holds hashes, not names: the recorded keys name what vanished.
+        let watermark = SyncWatermark(scanToken: settled.scanToken)
+        let recorded = RecordedMessages(count: keys.count) { body in
+            for key in keys.sorted() where !body(key, ["\\Seen"]) { break }
+        }
+        guard case .delta(let changed, let vanished) = try await store.messages(in: "INBOX", changedSince: watermark, comparedWith: recorded) else {
             Issue.record("expected a delta listing")
             return
         }
@@ -267,6 +297,18 @@ struct MaildirSnapshotTests {
         #expect(Set(changed.map(\.key)) == [keys[0], .name("1700000001.M7P7.elsewhere")])
         #expect(changed.first { $0.key == keys[0] }?.flags == ["\\Deleted", "\\Seen"])
         #expect(changed.first { $0.key != keys[0] }?.size == Int64(message(7).count))
+
+        // Without them, a file gone since the snapshot cannot be named: the
+        // listing is full.
+        let fresh = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
+        let expected = try await fresh.listing("INBOX")
+        let settledAgain = try #require(try await store.settledStatus(of: "INBOX"))
+        try FileManager.default.removeItem(atPath: directory.path + "/Mail/new/1700000001.M7P7.elsewhere")
+        guard case .full(let messages) = try await store.messages(in: "INBOX", changedSince: SyncWatermark(scanToken: settledAgain.scanToken)) else {
+            Issue.record("expected a full listing")
+            return
+        }
+        #expect(Set(messages.map(\.key)) == Set(expected.map(\.key)).subtracting([.name("1700000001.M7P7.elsewhere")]))
     }
 
     @Test("a store that found a folder unchanged without reading it still settles its own changes, and never another's")
@@ -286,5 +328,52 @@ struct MaildirSnapshotTests {
             let settled = try await next.settledStatus(of: "INBOX")
             #expect((settled == nil) == otherProgramWrites, "another program wrote: \(otherProgramWrites)")
         }
+    }
+
+    @Test("a store that found a folder unchanged settles its own deliveries to it, and never another's")
+    func unchangedListingThenDeliveriesSettle() async throws {
+        for otherProgramWrites in [false, true] {
+            let (store, directory, _) = try await storeWithOwnChanges()
+            defer { directory.remove() }
+            let watermark = SyncWatermark(scanToken: try #require(try await store.settledStatus(of: "INBOX")).scanToken)
+            let next = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
+            #expect(try await next.messages(in: "INBOX", changedSince: watermark) == .delta(changed: [], vanished: []))
+            if otherProgramWrites {
+                try Data(message(8)).write(to: URL(fileURLWithPath: directory.path + "/Mail/new/1700000002.M8P8.elsewhere"))
+            }
+            _ = try await next.append(message(9), to: "INBOX", flags: [])
+            try await next.flush("INBOX")
+            let settled = try await next.settledStatus(of: "INBOX")
+            #expect((settled == nil) == otherProgramWrites, "another program wrote: \(otherProgramWrites)")
+        }
+    }
+
+    @Test("deliveries past the table's size let the table go: the folder still settles, its messages are still found, and another program's change still fails the proof")
+    func aLargeDownloadKeepsNoTable() async throws {
+        let directory = try TemporaryDirectory(prefix: "ferrymail-no-table")
+        defer { directory.remove() }
+        let store = try MaildirMailStore(root: directory.path + "/Mail", growableSlots: 16, account: "test", logger: quietLogger)
+        try await store.createMailbox("INBOX", role: nil)
+        #expect(try await store.listing("INBOX").isEmpty)
+        var keys: [MessageKey] = []
+        for index in 0..<40 { keys.append(try #require(try await store.append(message(index), to: "INBOX", flags: ["\\Seen"]))) }
+        try await store.flush("INBOX")
+        let settled = try #require(try await store.settledStatus(of: "INBOX"))
+        #expect(try await store.messages(in: "INBOX", changedSince: settled.watermark) == .delta(changed: [], vanished: []))
+
+        // Found again through a table read at its full size.
+        try await store.setFlags([FlagChange(keys: [keys[39], keys[0]], add: ["\\Flagged"], remove: [])], in: "INBOX")
+        try await store.expunge([keys[1]], in: "INBOX")
+        let listed = try await store.listing("INBOX")
+        #expect(listed.count == 39 && listed.filter { $0.flags.contains("\\Flagged") }.map(\.key).sorted() == [keys[0], keys[39]].sorted())
+        #expect(try await store.settledStatus(of: "INBOX") != nil)
+
+        // Another program's rename between this store's changes.
+        for _ in 0..<40 { _ = try await store.append(message(50), to: "INBOX", flags: []) }
+        try await store.flush("INBOX")
+        let name = try fileName(of: keys[2], in: directory)
+        try FileManager.default.moveItem(atPath: cur(directory) + "/" + name, toPath: cur(directory) + "/" + name + "T")
+        try await store.setFlags([FlagChange(keys: [keys[3]], add: ["\\Answered"], remove: [])], in: "INBOX")
+        #expect(try await store.settledStatus(of: "INBOX") == nil)
     }
 }
