@@ -32,12 +32,16 @@ struct FolderFiles: Sendable {
     private var doubts = 0
     private var suffixes: [String] = []
     private var suffixIndex: [String: UInt16] = [:]
+    /// The hash bits kept: all of them, except in tests that make base
+    /// names share keys on purpose.
+    private let keyMask: UInt64
 
     private static let unknownSuffix: UInt16 = 0x7fff
     private static let ambiguousBit: UInt16 = 0x8000
     private static let maximumLoad = 0.8
 
-    init(minimumCapacity: Int = 0) {
+    init(minimumCapacity: Int = 0, keyBits: Int = 64) {
+        keyMask = keyBits >= 64 ? .max : (1 << UInt64(max(1, keyBits))) - 1
         let capacity = max(16, Int((Double(minimumCapacity) / Self.maximumLoad).rounded(.up)) + 1)
         keys = [Key](repeating: 0, count: capacity)
         refs = [UInt16](repeating: 0, count: capacity)
@@ -56,14 +60,14 @@ struct FolderFiles: Sendable {
     var isExact: Bool { doubts == 0 }
 
     /// The key a base name is held under, for matching names against
-    /// `keys(missingFrom:)`.
-    static func key(of base: String) -> Key { key(base.utf8) }
+    /// `keys(missingFrom:)` (of tables with the same `keyBits`).
+    func key(of base: String) -> Key { key(base.utf8) }
 
-    private static func key(_ base: some Collection<UInt8>) -> Key {
+    private func key(_ base: some Collection<UInt8>) -> Key {
         var hasher = Hasher()
         let done: Void? = base.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
         if done == nil { Array(base).withUnsafeBytes { hasher.combine(bytes: $0) } }
-        let key = UInt64(UInt(bitPattern: hasher.finalize()))
+        let key = UInt64(UInt(bitPattern: hasher.finalize())) & keyMask
         return key == 0 ? 1 : key
     }
 
@@ -75,7 +79,7 @@ struct FolderFiles: Sendable {
         }
     }
 
-    func contains(_ base: String) -> Bool { slot(of: Self.key(of: base)) != nil }
+    func contains(_ base: String) -> Bool { slot(of: key(of: base)) != nil }
 
     /// The whole file name (without its `cur/` or `new/`) of this base name's
     /// file; nil when not held, or when the slot cannot tell it.
@@ -83,7 +87,7 @@ struct FolderFiles: Sendable {
     /// (nil) a removal.
     subscript(base: String) -> String? {
         get {
-            guard let slot = slot(of: Self.key(of: base)), let suffix = suffix(at: slot) else { return nil }
+            guard let slot = slot(of: key(of: base)), let suffix = suffix(at: slot) else { return nil }
             return base + suffixes[suffix]
         }
         set {
@@ -94,12 +98,12 @@ struct FolderFiles: Sendable {
     /// `fileName` is this base name's file.
     func holds(base: String, fileName: String) -> Bool {
         guard fileName.utf8.starts(with: base.utf8) else { return false }
-        return holds(key: Self.key(of: base), rest: fileName.utf8.dropFirst(base.utf8.count))
+        return holds(key: key(of: base), rest: fileName.utf8.dropFirst(base.utf8.count))
     }
 
     /// `holds(base:fileName:)` for a name whose base name ends at `baseEnd`.
     func holds(fileName: String, baseEnd: String.Index) -> Bool {
-        holds(key: Self.key(fileName.utf8[..<baseEnd]), rest: fileName.utf8[baseEnd...])
+        holds(key: key(fileName.utf8[..<baseEnd]), rest: fileName.utf8[baseEnd...])
     }
 
     private func holds(key: Key, rest: some Collection<UInt8>) -> Bool {
@@ -109,10 +113,10 @@ struct FolderFiles: Sendable {
 
     /// The slot of this base name, for marks a caller keeps by slot while
     /// the table is not changed.
-    func slot(ofBase base: String) -> Int? { slot(of: Self.key(of: base)) }
+    func slot(ofBase base: String) -> Int? { slot(of: key(of: base)) }
 
     /// `slot(ofBase:)` for a name whose base name ends at `baseEnd`.
-    func slot(fileName: String, baseEnd: String.Index) -> Int? { slot(of: Self.key(fileName.utf8[..<baseEnd])) }
+    func slot(fileName: String, baseEnd: String.Index) -> Int? { slot(of: key(fileName.utf8[..<baseEnd])) }
 
     /// The index of the suffix held at `slot`, the same for every file with
     /// that suffix; nil when the slot is ambiguous or its suffix unknown.
@@ -136,7 +140,7 @@ struct FolderFiles: Sendable {
     /// The slot is then ambiguous, and the caller tells which it was.
     @discardableResult
     mutating func insertIfAbsent(fileName: String, baseEnd: String.Index) -> Bool {
-        let key = Self.key(fileName.utf8[..<baseEnd])
+        let key = key(fileName.utf8[..<baseEnd])
         if let slot = slot(of: key) {
             markAmbiguous(slot)
             return false
@@ -189,7 +193,7 @@ struct FolderFiles: Sendable {
 
     private mutating func record(base: String, fileName: String) {
         let ref = fileName.utf8.starts(with: base.utf8) ? intern(fileName.utf8.dropFirst(base.utf8.count)) : Self.unknownSuffix
-        let key = Self.key(of: base)
+        let key = key(of: base)
         guard let slot = slot(of: key) else { return insert(key, ref: ref) }
         // Which of an ambiguous slot's files changed cannot be told.
         guard refs[slot] & Self.ambiguousBit == 0 else { return }
@@ -198,7 +202,7 @@ struct FolderFiles: Sendable {
     }
 
     private mutating func remove(_ base: String) {
-        guard var hole = slot(of: Self.key(of: base)) else { return }
+        guard var hole = slot(of: key(of: base)) else { return }
         // The other file of an ambiguous slot may still be there.
         guard refs[hole] & Self.ambiguousBit == 0 else { return }
         count -= 1

@@ -89,14 +89,19 @@ public actor MaildirMailStore: MailStore {
     /// Beyond this many slots (640 KB at the default) a full table is not
     /// grown by this store's own deliveries (`setHint`).
     nonisolated let growableSlots: Int
+    /// Bits of each base name's hash the tables keep: fewer only in tests,
+    /// where names then share keys and every doubt is exercised.
+    nonisolated let tableKeyBits: Int
     private var lastUse: [String: Int] = [:]
     private var useClock = 0
 
     public init(root: String, layout: MaildirLayout = .maildirPlusPlus, folderNameEncoding: FolderNameEncoding = .utf8,
                 deliversUnseenToNew: Bool = false, slowGroupSync: Duration = .seconds(1), retainedFileNames: Int = 400_000,
-                growableSlots: Int = 1 << 16, account: String, logger: Logger = Logger(label: "ferrymail.maildir")) throws {
+                growableSlots: Int = 1 << 16, tableKeyBits: Int = 64, account: String,
+                logger: Logger = Logger(label: "ferrymail.maildir")) throws {
         self.account = account
         self.growableSlots = growableSlots
+        self.tableKeyBits = tableKeyBits
         self.retainedFileNames = max(0, retainedFileNames)
         self.deliversUnseenToNew = deliversUnseenToNew
         do {
@@ -198,7 +203,7 @@ public actor MaildirMailStore: MailStore {
     /// reported by the scan and left out; it is told from another base name
     /// with the same hash by the listing itself, which holds every name.
     private func fullListing(_ mailbox: String, _ folder: MaildirFolder, capacity: Int) throws -> MessageListing {
-        var files = FolderFiles(minimumCapacity: capacity)
+        var files = FolderFiles(minimumCapacity: capacity, keyBits: tableKeyBits)
         var proof = FolderProof()
         var messages: [MessageInfo] = []
         var duplicates = false
@@ -227,7 +232,7 @@ public actor MaildirMailStore: MailStore {
     private func delta(_ mailbox: String, _ folder: MaildirFolder, since baseline: FolderFiles,
                        recorded: RecordedMessages?) throws -> MessageListing? {
         guard baseline.isExact else { return nil }
-        var files = FolderFiles(minimumCapacity: baseline.count)
+        var files = FolderFiles(minimumCapacity: baseline.count, keyBits: tableKeyBits)
         var proof = FolderProof()
         var messages: [MessageInfo] = []
         var exact = true
@@ -250,7 +255,7 @@ public actor MaildirMailStore: MailStore {
             // A file the state never knew needs no name: only recorded keys vanish.
             guard let recorded else { return nil }
             try recorded.forEach { key, _ in
-                if case .name(let name) = key, missing.contains(FolderFiles.key(of: name)) { vanished.append(key) }
+                if case .name(let name) = key, missing.contains(files.key(of: name)) { vanished.append(key) }
                 return true
             }
         }
@@ -264,7 +269,7 @@ public actor MaildirMailStore: MailStore {
     /// flags differ. Nil when more than `deltaLimit` keys differ, or hashes
     /// cannot tell it exactly (a key held twice).
     private func compared(_ mailbox: String, _ folder: MaildirFolder, with recorded: RecordedMessages) throws -> MessageListing? {
-        var files = FolderFiles(minimumCapacity: max(1024, recorded.count))
+        var files = FolderFiles(minimumCapacity: max(1024, recorded.count), keyBits: tableKeyBits)
         // A suffix's flags: the same for every file that has it.
         var flagsOfSuffix: [Int: SyncState.MessageFlags] = [:]
         var proof = FolderProof()
@@ -642,7 +647,7 @@ public actor MaildirMailStore: MailStore {
         if proofs[mailbox] == nil { _ = try folder.forEachMessageFileName { _, _ in expected += 1 } }
         // Names only: no entries built, as `scan()` would (5 MB for 60,000
         // files). A base name with two files gives no hint.
-        var names = FolderFiles(minimumCapacity: expected + expected / 16 + 64)
+        var names = FolderFiles(minimumCapacity: expected + expected / 16 + 64, keyBits: tableKeyBits)
         var proof = FolderProof()
         let scanned = try folder.forEachMessageFileName { fileName, baseEnd in
             proof.add(fileName)

@@ -85,6 +85,30 @@ struct MaildirComparedListingTests {
         #expect(try await store.settledStatus(of: "INBOX") == nil, "a folder whose table doubts a name proves nothing")
     }
 
+    /// Tables keeping 2 bits of each hash: the folder's 26 base names share
+    /// 3 keys. Every listing must still be what whole keys give, and every
+    /// message must still be found.
+    @Test func baseNamesSharingKeysAreListedAndFoundAsWithWholeKeys() async throws {
+        let (directory, root) = try inbox()
+        defer { directory.remove() }
+        for index in 0..<20 { try Self.body.write(to: URL(fileURLWithPath: root + "/cur/1\(index).z.h:2,S")) }
+        let whole = try await Self.full(root)
+        let store = try MaildirMailStore(root: root, tableKeyBits: 2, account: "test", logger: quietLogger)
+
+        let compared = try await store.messages(in: "INBOX", changedSince: nil, comparedWith: Self.rows(Self.recorded))
+        guard case .full(let messages) = compared else { throw TestFailure("expected the full listing, got \(compared)") }
+        #expect(Dictionary(uniqueKeysWithValues: messages.map { ($0.key, $0) }) == whole)
+        guard case .full(let plain) = try await store.messages(in: "INBOX", changedSince: nil) else { throw TestFailure("not full") }
+        #expect(Dictionary(uniqueKeysWithValues: plain.map { ($0.key, $0) }) == whole)
+
+        let keys = Array(whole.keys)
+        try await store.setFlags([FlagChange(keys: keys, add: ["\\Flagged"], remove: [])], in: "INBOX")
+        try await store.expunge(Array(keys.prefix(2)), in: "INBOX")
+        let after = try await Self.full(root)
+        #expect(after.count == 24 && after.values.allSatisfy { $0.flags.contains("\\Flagged") })
+        #expect(Set(after.keys) == Set(keys.dropFirst(2)))
+    }
+
     @Test func moreDifferencesThanTheLimitGiveTheFullListing() async throws {
         let (directory, root) = try inbox()
         defer { directory.remove() }

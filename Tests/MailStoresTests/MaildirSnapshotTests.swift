@@ -151,7 +151,7 @@ struct MaildirSnapshotTests {
         var fewer = files
         let gone = Array(model.keys.prefix(25))
         for base in gone { fewer[base] = nil }
-        #expect(files.keys(missingFrom: fewer) == Set(gone.map(FolderFiles.key(of:))))
+        #expect(files.keys(missingFrom: fewer) == Set(gone.map(files.key(of:))))
         #expect(files.count == model.count, "a copy's removals leave the original alone")
     }
 
