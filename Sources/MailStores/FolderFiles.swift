@@ -140,13 +140,17 @@ struct FolderFiles: Sendable {
     /// The slot is then ambiguous, and the caller tells which it was.
     @discardableResult
     mutating func insertIfAbsent(fileName: String, baseEnd: String.Index) -> Bool {
+        insertedSlot(fileName: fileName, baseEnd: baseEnd) != nil
+    }
+
+    /// `insertIfAbsent(fileName:baseEnd:)`, giving the new slot, or nil.
+    mutating func insertedSlot(fileName: String, baseEnd: String.Index) -> Int? {
         let key = key(fileName.utf8[..<baseEnd])
         if let slot = slot(of: key) {
             markAmbiguous(slot)
-            return false
+            return nil
         }
-        insert(key, ref: intern(fileName.utf8[baseEnd...]))
-        return true
+        return insert(key, ref: intern(fileName.utf8[baseEnd...]))
     }
 
     // MARK: - Table
@@ -178,7 +182,8 @@ struct FolderFiles: Sendable {
         refs[slot] |= Self.ambiguousBit
     }
 
-    private mutating func insert(_ key: Key, ref: UInt16) {
+    @discardableResult
+    private mutating func insert(_ key: Key, ref: UInt16) -> Int {
         if !hasRoom { grow() }
         var slot = home(key)
         while keys[slot] != 0 {
@@ -189,12 +194,16 @@ struct FolderFiles: Sendable {
         refs[slot] = ref
         count += 1
         if ref == Self.unknownSuffix { doubts += 1 }
+        return slot
     }
 
     private mutating func record(base: String, fileName: String) {
         let ref = fileName.utf8.starts(with: base.utf8) ? intern(fileName.utf8.dropFirst(base.utf8.count)) : Self.unknownSuffix
         let key = key(of: base)
-        guard let slot = slot(of: key) else { return insert(key, ref: ref) }
+        guard let slot = slot(of: key) else {
+            insert(key, ref: ref)
+            return
+        }
         // Which of an ambiguous slot's files changed cannot be told.
         guard refs[slot] & Self.ambiguousBit == 0 else { return }
         if ref == Self.unknownSuffix && refs[slot] != Self.unknownSuffix { doubts += 1 }

@@ -232,23 +232,13 @@ public actor MaildirMailStore: MailStore {
     private func delta(_ mailbox: String, _ folder: MaildirFolder, since baseline: FolderFiles,
                        recorded: RecordedMessages?) throws -> MessageListing? {
         guard baseline.isExact else { return nil }
-        var files = FolderFiles(minimumCapacity: baseline.count, keyBits: tableKeyBits)
-        var proof = FolderProof()
         var messages: [MessageInfo] = []
-        var exact = true
-        let scan = try folder.scan { entry, base in
-            proof.add(entry.fileName)
-            guard exact else { return true }
-            guard files.insertIfAbsent(fileName: entry.fileName, baseEnd: base.endIndex) else {
-                exact = false
-                return true
-            }
+        let read = try readTable(folder, capacity: baseline.count) { entry, base, _ in
             if !baseline.holds(fileName: entry.fileName, baseEnd: base.endIndex) {
                 messages.append(info(entry, base: base, in: folder))
             }
-            return true
         }
-        guard exact else { return nil }
+        guard let (files, proof, token) = read else { return nil }
         let missing = baseline.keys(missingFrom: files)
         var vanished: [MessageKey] = []
         if !missing.isEmpty {
@@ -259,7 +249,7 @@ public actor MaildirMailStore: MailStore {
                 return true
             }
         }
-        remember(mailbox, files, proof, at: scan.token)
+        remember(mailbox, files, proof, at: token)
         return .delta(changed: messages, vanished: vanished)
     }
 
@@ -269,26 +259,13 @@ public actor MaildirMailStore: MailStore {
     /// flags differ. Nil when more than `deltaLimit` keys differ, or hashes
     /// cannot tell it exactly (a key held twice).
     private func compared(_ mailbox: String, _ folder: MaildirFolder, with recorded: RecordedMessages) throws -> MessageListing? {
-        var files = FolderFiles(minimumCapacity: max(1024, recorded.count), keyBits: tableKeyBits)
         // A suffix's flags: the same for every file that has it.
         var flagsOfSuffix: [Int: SyncState.MessageFlags] = [:]
-        var proof = FolderProof()
-        var exact = true
-        let scan = try folder.scan { entry, base in
-            proof.add(entry.fileName)
-            guard exact else { return true }
-            guard files.insertIfAbsent(fileName: entry.fileName, baseEnd: base.endIndex) else {
-                exact = false
-                return true
-            }
-            if let slot = files.slot(fileName: entry.fileName, baseEnd: base.endIndex), let suffix = files.suffix(at: slot),
-               flagsOfSuffix[suffix] == nil {
-                flagsOfSuffix[suffix] = Self.syncFlags(entry.flags)
-            }
-            return true
+        let read = try readTable(folder, capacity: max(1024, recorded.count)) { entry, _, suffix in
+            if let suffix, flagsOfSuffix[suffix] == nil { flagsOfSuffix[suffix] = Self.syncFlags(entry.flags) }
         }
-        guard exact else { return nil }
-        remember(mailbox, files, proof, at: scan.token)
+        guard let (files, proof, token) = read else { return nil }
+        remember(mailbox, files, proof, at: token)
 
         // Per slot: 0 not recorded (new), 1 recorded and agreeing, 2 to list.
         var marks = [UInt8](repeating: 0, count: files.capacity)
@@ -330,6 +307,28 @@ public actor MaildirMailStore: MailStore {
             }
         }
         return .delta(changed: changed, vanished: vanished)
+    }
+
+    /// One `readdir` into a new table of the folder, sized for `capacity`
+    /// files, and its proof; `each` gets every file the table took, with its
+    /// suffix's index. Nil when a key was held twice: hashes cannot tell
+    /// such a listing exactly, and the caller lists the folder in full.
+    private func readTable(_ folder: MaildirFolder, capacity: Int, _ each: (MaildirEntry, Substring, _ suffix: Int?) -> Void) throws
+        -> (files: FolderFiles, proof: FolderProof, token: ScanToken)? {
+        var files = FolderFiles(minimumCapacity: capacity, keyBits: tableKeyBits)
+        var proof = FolderProof()
+        var exact = true
+        let scan = try folder.scan { entry, base in
+            proof.add(entry.fileName)
+            guard exact else { return true }
+            guard let slot = files.insertedSlot(fileName: entry.fileName, baseEnd: base.endIndex) else {
+                exact = false
+                return true
+            }
+            each(entry, base, files.suffix(at: slot))
+            return true
+        }
+        return exact ? (files, proof, scan.token) : nil
     }
 
     /// A listed message: its size from the name (`,S=`) or the file, its

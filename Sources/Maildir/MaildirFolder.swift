@@ -142,11 +142,6 @@ public final class MaildirFolder: Sendable {
         handle(entry.subdirectory).lstat(entry.fileName)
     }
 
-    /// `fileStatus(of:)` for a file name a scan saw in `sub`.
-    public func fileStatus(fileName: String, in sub: MaildirSubdirectory) -> stat? {
-        handle(sub).lstat(fileName)
-    }
-
     /// Renames a complete, durable delivery from `tmp/` to its entry's
     /// name in `new/` or `cur/`, never replacing a file there.
     func moveIntoPlace(_ temporaryName: String, as entry: MaildirEntry) throws {

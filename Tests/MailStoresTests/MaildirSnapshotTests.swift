@@ -311,8 +311,10 @@ struct MaildirSnapshotTests {
         #expect(Set(messages.map(\.key)) == Set(expected.map(\.key)).subtracting([.name("1700000001.M7P7.elsewhere")]))
     }
 
-    @Test("a store that found a folder unchanged without reading it still settles its own changes, and never another's")
-    func unchangedListingThenOwnChangesSettle() async throws {
+    /// A flag change reads the folder's table; a delivery only its proof.
+    @Test("a store that found a folder unchanged without reading it still settles its own changes, and never another's",
+          arguments: ["flag change", "delivery"])
+    func unchangedListingThenOwnChangesSettle(change: String) async throws {
         for otherProgramWrites in [false, true] {
             let (store, directory, keys) = try await storeWithOwnChanges()
             defer { directory.remove() }
@@ -324,27 +326,14 @@ struct MaildirSnapshotTests {
             if otherProgramWrites {
                 try Data(message(8)).write(to: URL(fileURLWithPath: directory.path + "/Mail/new/1700000002.M8P8.elsewhere"))
             }
-            try await next.setFlags([FlagChange(keys: [keys[2]], add: ["\\Flagged"], remove: [])], in: "INBOX")
-            let settled = try await next.settledStatus(of: "INBOX")
-            #expect((settled == nil) == otherProgramWrites, "another program wrote: \(otherProgramWrites)")
-        }
-    }
-
-    @Test("a store that found a folder unchanged settles its own deliveries to it, and never another's")
-    func unchangedListingThenDeliveriesSettle() async throws {
-        for otherProgramWrites in [false, true] {
-            let (store, directory, _) = try await storeWithOwnChanges()
-            defer { directory.remove() }
-            let watermark = SyncWatermark(scanToken: try #require(try await store.settledStatus(of: "INBOX")).scanToken)
-            let next = try MaildirMailStore(root: directory.path + "/Mail", account: "test", logger: quietLogger)
-            #expect(try await next.messages(in: "INBOX", changedSince: watermark) == .delta(changed: [], vanished: []))
-            if otherProgramWrites {
-                try Data(message(8)).write(to: URL(fileURLWithPath: directory.path + "/Mail/new/1700000002.M8P8.elsewhere"))
+            if change == "delivery" {
+                _ = try await next.append(message(9), to: "INBOX", flags: [])
+                try await next.flush("INBOX")
+            } else {
+                try await next.setFlags([FlagChange(keys: [keys[2]], add: ["\\Flagged"], remove: [])], in: "INBOX")
             }
-            _ = try await next.append(message(9), to: "INBOX", flags: [])
-            try await next.flush("INBOX")
             let settled = try await next.settledStatus(of: "INBOX")
-            #expect((settled == nil) == otherProgramWrites, "another program wrote: \(otherProgramWrites)")
+            #expect((settled == nil) == otherProgramWrites, "\(change); another program wrote: \(otherProgramWrites)")
         }
     }
 
