@@ -574,11 +574,18 @@ public actor MaildirMailStore: MailStore {
             var moved: [MessageKey: MessageKey] = [:]
             for key in keys {
                 let base = try self.baseName(key, source)
-                guard let current = try from.find(baseName: base, hint: hints[source]?[base]) else { continue }
+                let hint = hints[source]?[base]
+                guard let current = try from.find(baseName: base, hint: hint) else { continue }
                 do {
                     let entry = try from.move(baseName: base, to: to, hint: current.fileName, syncDirectory: false)
                     record(base, from: current.fileName, to: nil, in: source)
                     record(base, from: nil, to: entry.fileName, in: destination)
+                    // A file renamed by another program since the table was
+                    // read (a flag change) takes that change along: the
+                    // source's proof fails, but the destination's would hold
+                    // the new name and prove it away. Without a table to
+                    // tell, the destination proves nothing either.
+                    if current.fileName != hint { proofs[destination] = nil }
                     moved[key] = key
                 } catch MaildirError.messageNotFound {
                     continue

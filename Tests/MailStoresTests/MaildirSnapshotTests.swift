@@ -337,6 +337,22 @@ struct MaildirSnapshotTests {
         }
     }
 
+    @Test("a message another program renamed before this store moves it leaves neither folder proven")
+    func anotherProgramsRenameMovedAlongIsNotProvenAway() async throws {
+        let (store, directory, keys) = try await storeWithOwnChanges()
+        defer { directory.remove() }
+        try await store.createMailbox("Archive", role: nil)
+        _ = try await store.listing("Archive")
+        #expect(try await store.settledStatus(of: "INBOX") != nil)
+        #expect(try await store.settledStatus(of: "Archive") != nil)
+        let name = try fileName(of: keys[0], in: directory)
+        try FileManager.default.moveItem(atPath: cur(directory) + "/" + name, toPath: cur(directory) + "/" + name + "T")
+        let moved = try await store.move([keys[0]], from: "INBOX", to: "Archive")
+        #expect(moved[keys[0]] == keys[0])
+        #expect(try await store.settledStatus(of: "INBOX") == nil)
+        #expect(try await store.settledStatus(of: "Archive") == nil, "the moved file's \\Deleted is another program's, unknown to the state")
+    }
+
     @Test("deliveries past the table's size let the table go: the folder still settles, its messages are still found, and another program's change still fails the proof")
     func aLargeDownloadKeepsNoTable() async throws {
         let directory = try TemporaryDirectory(prefix: "ferrymail-no-table")
